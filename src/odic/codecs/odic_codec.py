@@ -1,0 +1,63 @@
+"""The odic learned codec behind the same interface, through the public API only.
+
+``alpha`` picks the observer (0 = human, 1 = machine, in between mixes); the setting is odic's
+quality parameter in [0, 100]. The file counts whole, header included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from PIL import Image
+
+from .base import Codec, CodecUnavailable, Setting, ensure_rgb, register_codec
+
+
+@register_codec("odic")
+class OdicCodec(Codec):
+    """odic at observer ``alpha`` with the default (or named) model; imported lazily."""
+
+    name = "odic"
+    quality_range = (0.0, 100.0)
+    settings = (0.0, 15.0, 30.0, 50.0, 70.0, 90.0)
+
+    def __init__(self, settings: Sequence[Setting] | None = None, alpha: float | str = 0.0,
+                 model: str | None = None, device: str = "cpu", **options: Any) -> None:
+        super().__init__(settings, **options)
+        try:
+            import odic
+        except ImportError as exc:  # pragma: no cover - odic is this package
+            raise CodecUnavailable(f"odic: cannot import the odic API ({exc})") from exc
+        named = {"human": 0.0, "machine": 1.0}
+        self.alpha = named.get(str(alpha).lower(), None)
+        if self.alpha is None:
+            self.alpha = float(alpha)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"odic: alpha must be in [0, 1], got {alpha!r}")
+        self.model = None if model in (None, "", "default") else str(model)
+        try:
+            self._codec = odic.load(self.model, device=device)
+        except Exception as exc:  # noqa: BLE001 - any load failure means this codec is unavailable
+            raise CodecUnavailable(f"odic: cannot load model {self.model or 'default'!r}: {exc}") from exc
+        self._version = getattr(odic, "__version__", "unknown")
+
+    @property
+    def model_id(self) -> str:
+        """The immutable id of the loaded model (recorded in summary.json)."""
+        return str(self._codec.model_id)
+
+    def encode(self, image: Image.Image, setting: Setting) -> bytes:
+        return self._codec.compress(ensure_rgb(image), quality=float(setting), observer=self.alpha)
+
+    def decode(self, data: bytes) -> Image.Image:
+        return self._codec.decompress(data).convert("RGB")
+
+    def options(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "model": self.model_id}
+
+    def version(self) -> str:
+        return f"odic {self._version}, model {self.model_id}"
+
+    def container_note(self) -> str:
+        return "whole .odic file, header (magic, version, model id, quality, observer, size, CRC) included"

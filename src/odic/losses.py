@@ -1,0 +1,98 @@
+"""Distortions for each observer and their mix ``D_alpha = (1 - alpha) D_human + alpha D_machine``.
+
+* Human: ``1 - MS-SSIM`` (pytorch-msssim), optionally plus a weighted MSE.
+* Machine: feature reconstruction on a frozen classifier (Weber et al. 2020 used VGG-16
+  relu1_1 and relu5_1): for each chosen layer the squared feature difference divided by the mean
+  squared feature of the original (so layers with large activations do not dominate), averaged
+  over layers; plus an optional KL divergence between the classifier's predictions.
+* Scale: the machine term is multiplied by ``machine_scale`` so that both terms are comparable.
+  It was calibrated on training crops degraded by blur and noise, where ``1 - MS-SSIM`` and the
+  normalised feature loss of EfficientNet-Lite0 were measured side by side; their median ratio
+  is the default (see ``scripts/calibrate_machine_scale.py`` and docs/training.md).
+
+Every function returns one value per image (shape (B,)) so per-sample (quality, alpha) weights work.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pytorch_msssim import ms_ssim
+from torch import Tensor
+
+from .observers import Observer
+
+DEFAULT_MACHINE_SCALE = 0.12
+
+
+def msssim_window(height: int, width: int) -> int:
+    """Largest odd Gaussian window (<= 11) that five MS-SSIM scales allow for this size."""
+    side = min(height, width)
+    win = 11
+    while win > 3 and side <= (win - 1) * 16:
+        win -= 2
+    return win
+
+
+def human_distortion(x: Tensor, x_hat: Tensor, mse_weight: float = 0.0) -> Tensor:
+    """Per-image ``1 - MS-SSIM`` (+ ``mse_weight * MSE``); inputs in [0, 1]."""
+    win = msssim_window(*x.shape[-2:])
+    d = 1 - ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0, size_average=False, win_size=win)
+    if mse_weight:
+        d = d + mse_weight * F.mse_loss(x_hat, x, reduction="none").mean(dim=(1, 2, 3))
+    return d
+
+
+def machine_distortion(
+    observer: Observer,
+    x: Tensor,
+    x_hat: Tensor,
+    layers: list[str] | None = None,
+    kl_weight: float = 0.1,
+    reference: tuple[Tensor, dict[str, Tensor]] | None = None,
+) -> Tensor:
+    """Per-image normalised feature loss (+ KL of predictions) under a frozen ``observer``."""
+    layers = layers or observer.feature_layer_names
+    if reference is None:
+        with torch.no_grad():
+            reference = observer(x, with_features=True)
+    ref_logits, ref_feats = reference
+    logits, feats = observer(x_hat, with_features=True)
+    terms = []
+    for name in layers:
+        ref = ref_feats[name].detach()
+        diff = (feats[name] - ref).pow(2).mean(dim=(1, 2, 3))
+        terms.append(diff / (ref.pow(2).mean(dim=(1, 2, 3)) + 1e-6))
+    d = torch.stack(terms, dim=0).mean(dim=0)
+    if kl_weight:
+        kl = F.kl_div(
+            F.log_softmax(logits, dim=1), F.log_softmax(ref_logits.detach(), dim=1),
+            reduction="none", log_target=True,
+        ).sum(dim=1)
+        d = d + kl_weight * kl
+    return d
+
+
+def observer_distortion(
+    x: Tensor,
+    x_hat: Tensor,
+    alpha: Tensor,
+    observer: Observer | None,
+    machine_scale: float = DEFAULT_MACHINE_SCALE,
+    mse_weight: float = 0.0,
+    layers: list[str] | None = None,
+    kl_weight: float = 0.1,
+) -> dict[str, Tensor]:
+    """``D_alpha`` per image; the classifier is not even run when every alpha is 0."""
+    d_h = human_distortion(x, x_hat, mse_weight)
+    if observer is None or not bool((alpha > 0).any()):
+        d_m = torch.zeros_like(d_h)
+    else:
+        d_m = machine_scale * machine_distortion(observer, x, x_hat, layers, kl_weight)
+    return {"d_alpha": (1 - alpha) * d_h + alpha * d_m, "d_human": d_h, "d_machine": d_m}
+
+
+def rate_bpp(likelihoods: dict[str, Tensor], num_pixels: int) -> Tensor:
+    """Per-image estimated rate in bits per pixel from the entropy models' likelihoods."""
+    total = sum(torch.log2(lik).flatten(1).sum(dim=1) for lik in likelihoods.values())
+    return -total / num_pixels

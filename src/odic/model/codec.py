@@ -1,0 +1,158 @@
+"""The odic model: a conditional mean-scale hyperprior (Minnen et al. 2018, no context model).
+
+Data flow (``c`` = condition (quality, alpha); ``g``/``ig``/``hg``/``ihg`` = gain tables)::
+
+    x --g_a(., c)--> y --*g--> y_s --h_a--> z --*hg--> z_s --Q/EntropyBottleneck--> z^_s
+                                                                                      |
+                                                                      *ihg (exact ints)
+                                                                                      v
+    x^ <--g_s(., c)-- y^ <--*ig-- y^_s <--Q/GaussianConditional(means, scales)-- h_s (exact ints)
+
+One set of weights serves every rate and every observer: the gains pick the rate on a continuous
+grid of ``levels`` quality anchors x {human, machine}, FiLM layers let ``g_a``/``g_s`` change what
+they keep for each observer. Layers and entropy models are CompressAI's (GDN, EntropyBottleneck,
+GaussianConditional with rANS).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.layers import GDN
+from compressai.models.base import CompressionModel
+from compressai.models.utils import conv, deconv
+from torch import Tensor, nn
+
+from ..entropy import HyperSynthesis, from_fixed, scale_indexes_fixed, to_fixed
+from .conditioning import (
+    ALPHA_CODE_MAX,
+    GAIN_FRAC_BITS,
+    QUALITY_CODE_MAX,
+    ConditionalSequential,
+    ConditionEmbedding,
+    FiLM,
+    GainTable,
+)
+
+SCALES_MIN, SCALES_MAX, SCALES_LEVELS = 0.11, 256.0, 64
+
+
+def scale_table() -> Tensor:
+    return torch.exp(torch.linspace(math.log(SCALES_MIN), math.log(SCALES_MAX), SCALES_LEVELS))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    N: int = 128
+    M: int = 192
+    levels: int = 6
+    cond_dim: int = 64
+    lambda_min: float = 2.0  # rate-distortion weight at quality 0
+    lambda_max: float = 160.0  # ... and at quality 100 (geometric in between)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def lmbda_for(q: Tensor, cfg: ModelConfig) -> Tensor:
+    """Rate-distortion trade-off weight for internal quality ``q`` in [0, 1]."""
+    return cfg.lambda_min * (cfg.lambda_max / cfg.lambda_min) ** q
+
+
+class OdicModel(CompressionModel):
+    """Conditional mean-scale hyperprior; see the module docstring for the data flow."""
+
+    def __init__(self, config: ModelConfig | None = None):
+        cfg = config or ModelConfig()
+        super().__init__()
+        self.config = cfg
+        N, M, d = cfg.N, cfg.M, cfg.cond_dim
+        self.embed = ConditionEmbedding(d)
+        self.g_a = ConditionalSequential(
+            conv(3, N), GDN(N), FiLM(N, d),
+            conv(N, N), GDN(N), FiLM(N, d),
+            conv(N, N), GDN(N), FiLM(N, d),
+            conv(N, M),
+        )
+        self.g_s = ConditionalSequential(
+            deconv(M, N), GDN(N, inverse=True), FiLM(N, d),
+            deconv(N, N), GDN(N, inverse=True), FiLM(N, d),
+            deconv(N, N), GDN(N, inverse=True), FiLM(N, d),
+            deconv(N, 3),
+        )
+        self.h_a = nn.Sequential(
+            conv(M, N, stride=1, kernel_size=3), nn.LeakyReLU(inplace=True),
+            conv(N, N), nn.LeakyReLU(inplace=True),
+            conv(N, N),
+        )
+        self.h_s = HyperSynthesis(N, M)
+        levels = cfg.levels
+        # Higher quality -> larger gain -> finer effective quantisation. Start geometric.
+        ramp = torch.logspace(math.log10(0.35), math.log10(2.5), levels).view(levels, 1, 1)
+        self.gain = GainTable(levels, M, ramp)
+        self.inv_gain = GainTable(levels, M, 1.0 / ramp)
+        self.hyper_gain = GainTable(levels, N, 1.0)
+        self.inv_hyper_gain = GainTable(levels, N, 1.0)
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.gaussian_conditional = GaussianConditional(None)
+        self.gaussian_conditional.update_scale_table(scale_table())
+
+    # Downsampling factor of the whole model (g_a 16 x h_a 4): inputs are padded to a multiple.
+    stride = 64
+
+    def forward(self, x: Tensor, q: Tensor, alpha: Tensor) -> dict:
+        """Training/evaluation pass with noise (or STE) quantisation; returns x_hat and likelihoods."""
+        cond = self.embed(q, alpha)
+        y_s = self.g_a(x, cond) * self.gain(q, alpha)
+        z_s = self.h_a(y_s) * self.hyper_gain(q, alpha)
+        z_hat_s, z_likelihoods = self.entropy_bottleneck(z_s)
+        scales, means = self.h_s(z_hat_s * self.inv_hyper_gain(q, alpha))
+        _, y_likelihoods = self.gaussian_conditional(y_s, scales, means=means)
+        # Straight-through rounding for the decoder input (better than noise; Minnen & Singh 2020).
+        y_hat_s = y_s + (torch.round(y_s - means) + means - y_s).detach()
+        x_hat = self.g_s(y_hat_s * self.inv_gain(q, alpha), cond)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    # ------------------------------------------------------------------ exact coding path
+    def _entropy_parameters(self, z_hat_s: Tensor, quality_code: int, alpha_code: int):
+        """(indexes, means) of y from the decoded hyper-latent, in exact integer arithmetic."""
+        ihg = self.inv_hyper_gain.interpolate_fixed(quality_code, alpha_code).double()
+        z_fixed = torch.floor(to_fixed(z_hat_s) * ihg.view(1, -1, 1, 1) / float(1 << GAIN_FRAC_BITS))
+        scales_fixed, means_fixed = self.h_s.forward_fixed(z_fixed)
+        indexes = scale_indexes_fixed(scales_fixed, self.gaussian_conditional.scale_table)
+        return indexes, from_fixed(means_fixed)
+
+    @staticmethod
+    def condition_tensors(quality_code: int, alpha_code: int, batch: int, device) -> tuple[Tensor, Tensor]:
+        q = torch.full((batch,), quality_code / QUALITY_CODE_MAX, device=device)
+        a = torch.full((batch,), alpha_code / ALPHA_CODE_MAX, device=device)
+        return q, a
+
+    @torch.no_grad()
+    def compress(self, x: Tensor, quality_code: int, alpha_code: int) -> dict:
+        """Entropy-code a padded batch ``x`` (B, 3, H, W) in [0, 1]; H and W multiples of 64."""
+        q, a = self.condition_tensors(quality_code, alpha_code, x.shape[0], x.device)
+        cond = self.embed(q, a)
+        y_s = self.g_a(x, cond) * self.gain(q, a)
+        z_s = self.h_a(y_s) * self.hyper_gain(q, a)
+        z_s = z_s.float().cpu()
+        z_strings = self.entropy_bottleneck.compress(z_s)
+        z_hat_s = self.entropy_bottleneck.decompress(z_strings, z_s.shape[-2:])
+        indexes, means = self._entropy_parameters(z_hat_s, quality_code, alpha_code)
+        y_strings = self.gaussian_conditional.compress(y_s.float().cpu(), indexes, means=means)
+        return {"strings": [y_strings, z_strings], "shape": tuple(z_s.shape[-2:])}
+
+    @torch.no_grad()
+    def decompress(self, strings: list, shape: tuple[int, int], quality_code: int, alpha_code: int,
+                   device: str | torch.device = "cpu") -> Tensor:
+        """Inverse of :meth:`compress`; returns x_hat (B, 3, H, W) clamped to [0, 1]."""
+        y_strings, z_strings = strings
+        z_hat_s = self.entropy_bottleneck.decompress(z_strings, shape)
+        indexes, means = self._entropy_parameters(z_hat_s, quality_code, alpha_code)
+        y_hat_s = self.gaussian_conditional.decompress(y_strings, indexes, means=means)
+        q, a = self.condition_tensors(quality_code, alpha_code, y_hat_s.shape[0], device)
+        y_hat = y_hat_s.to(device) * self.inv_gain(q, a)
+        return self.g_s(y_hat, self.embed(q, a)).clamp(0, 1)

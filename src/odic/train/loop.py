@@ -1,0 +1,260 @@
+"""The training loop behind ``odic train``: one conditional model for every rate and observer.
+
+Each image of a batch gets its own condition: quality ``q ~ U[0, 1]`` and observer ``alpha``
+(fixed, or drawn from ``alpha_range`` with extra mass on both ends so the pure observers are
+trained as often as the mixes). The loss is ``lambda(q) * D_alpha + bpp`` averaged over the batch;
+the entropy bottleneck's auxiliary loss has its own optimizer (CompressAI's recommendation).
+
+Runs unchanged under ``torchrun`` (DistributedDataParallel, gloo on CPU / nccl on GPU): every rank
+draws its own crops, gradients are averaged, rank 0 writes checkpoints and logs.
+Checkpoints hold model, optimizers, step and every RNG state, so ``--resume`` continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..losses import DEFAULT_MACHINE_SCALE, observer_distortion, rate_bpp
+from ..model import ModelConfig, OdicModel, lmbda_for
+from ..observers import create_observer
+from .checkpoint import load_training_state, save_training_state
+from .data import CropSampler, list_images, load_images
+
+
+@dataclass
+class TrainConfig:
+    data: list[str] = field(default_factory=lambda: ["../shared/data/train"])
+    val: str | None = None
+    val_count: int = 24  # when no --val: hold out this many training images
+    out: str = "runs/default"
+    observer: str = "efficientnet_lite0"
+    layers: list[str] | None = None
+    kl_weight: float = 0.1
+    machine_scale: float = DEFAULT_MACHINE_SCALE
+    mse_weight: float = 0.0
+    alpha: float | None = None  # fixed alpha; None = sample from alpha_range
+    alpha_range: tuple[float, float] = (0.0, 1.0)
+    quality: float | None = None  # fixed internal quality in [0, 1]; None = all rates
+    steps: int = 100000
+    crop: int = 128
+    batch: int = 8
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    clip: float = 1.0
+    seed: int = 0
+    ckpt_minutes: float = 5.0
+    val_every: int = 500
+    log_every: int = 25
+    threads: int | None = None
+    resume: bool = False
+    init: str | None = None  # start from these weights (a .pt checkpoint or exported weights)
+    N: int = 96
+    M: int = 160
+    progress: bool = True
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _setup_distributed() -> torch.device:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def sample_conditions(cfg: TrainConfig, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    if cfg.quality is not None:
+        q = torch.full((n,), float(cfg.quality))
+    else:
+        q = torch.rand(n, generator=g)
+    if cfg.alpha is not None:
+        a = torch.full((n,), float(cfg.alpha))
+    else:
+        lo, hi = cfg.alpha_range
+        u = torch.rand(n, generator=g)
+        pick = torch.rand(n, generator=g)
+        a = lo + (hi - lo) * u
+        a = torch.where(pick < 0.3, torch.full_like(a, lo), a)
+        a = torch.where(pick > 0.7, torch.full_like(a, hi), a)
+    return q, a
+
+
+def _aux_parameters(model: nn.Module):
+    return [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+
+
+def _main_parameters(model: nn.Module):
+    return [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+
+
+@torch.no_grad()
+def validate(model: OdicModel, observer, images: torch.Tensor, points) -> list[dict]:
+    """bpp (estimated), MS-SSIM and top-1 agreement with the uncompressed prediction per point."""
+    from ..losses import human_distortion
+
+    model.eval()
+    rows = []
+    ref_top1 = observer(images).argmax(1) if observer is not None else None
+    for q, a in points:
+        qs = torch.full((images.shape[0],), q)
+        als = torch.full((images.shape[0],), a)
+        out = model(images, qs, als)
+        bpp = rate_bpp(out["likelihoods"], images.shape[-2] * images.shape[-1]).mean().item()
+        x_hat = out["x_hat"].clamp(0, 1)
+        msssim = 1 - human_distortion(images, x_hat).mean().item()
+        agree = None
+        if observer is not None:
+            agree = (observer(x_hat).argmax(1) == ref_top1).float().mean().item()
+        rows.append({"q": q, "alpha": a, "bpp": bpp, "msssim": msssim, "top1_agree": agree})
+    model.train()
+    return rows
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) a training run; returns the run folder."""
+    device = _setup_distributed()
+    rank, world = _dist_info()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    ckpt_path = out / "last.pt"
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+
+    files = list_images(cfg.data)
+    if not files:
+        raise FileNotFoundError(f"no images found in {cfg.data}")
+    if cfg.val:
+        val_files = list_images([cfg.val])
+    else:
+        val_files, files = files[-cfg.val_count :], files[: -cfg.val_count]
+    sampler = CropSampler(load_images(files), cfg.crop, seed=cfg.seed + 1000 * rank)
+    val_imgs = torch.stack(
+        [im[:, :256, :256] for im in load_images(val_files) if min(im.shape[-2:]) >= 256][:16]
+    ).float() / 255.0
+
+    torch.manual_seed(cfg.seed)
+    model = OdicModel(ModelConfig(N=cfg.N, M=cfg.M)).to(device)
+    observer = None
+    if cfg.alpha != 0.0:
+        observer = create_observer(cfg.observer, device)
+    optimizer = torch.optim.Adam(_main_parameters(model), lr=cfg.lr)
+    aux_optimizer = torch.optim.Adam(_aux_parameters(model), lr=cfg.aux_lr)
+    cond_gen = torch.Generator().manual_seed(cfg.seed + 7 + 1000 * rank)
+
+    step = 0
+    if cfg.resume and ckpt_path.exists():
+        step = load_training_state(ckpt_path, model, optimizer, aux_optimizer, sampler, cond_gen, rank)
+    elif cfg.init:
+        from ..weights import load_model_weights
+
+        load_model_weights(model, cfg.init)
+    ddp_model: nn.Module = model
+    if world > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True,
+        )
+
+    log_path = out / "log.csv"
+    val_path = out / "val.csv"
+    log_fields = ["step", "time", "loss", "bpp", "d_human", "d_machine", "aux", "lr"]
+    if rank == 0 and not log_path.exists():
+        with open(log_path, "w", newline="") as f:
+            csv.writer(f).writerow(log_fields)
+
+    val_points = [(0.2, 0.0), (0.6, 0.0), (0.2, 1.0), (0.6, 1.0)]
+    last_ckpt = time.time()
+    t0 = time.time()
+    acc: dict[str, float] = {}
+    progress = None
+    if rank == 0 and cfg.progress:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        progress = Progress(
+            TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+        )
+        task = progress.add_task("train", total=cfg.steps, completed=step, info="")
+        progress.start()
+    model.train()
+    try:
+        while step < cfg.steps:
+            x = sampler.batch(cfg.batch).to(device)
+            q, a = sample_conditions(cfg, x.shape[0], cond_gen)
+            q, a = q.to(device), a.to(device)
+            result = ddp_model(x, q, a)
+            d = observer_distortion(
+                x, result["x_hat"], a, observer, cfg.machine_scale, cfg.mse_weight,
+                cfg.layers, cfg.kl_weight,
+            )
+            bpp = rate_bpp(result["likelihoods"], x.shape[-2] * x.shape[-1])
+            loss = (lmbda_for(q, model.config) * d["d_alpha"] + bpp).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip:
+                nn.utils.clip_grad_norm_(_main_parameters(model), cfg.clip)
+            optimizer.step()
+            aux = model.aux_loss()
+            aux_optimizer.zero_grad(set_to_none=True)
+            aux.backward()
+            aux_optimizer.step()
+            step += 1
+
+            for k, v in (("loss", loss), ("bpp", bpp.mean()), ("d_human", d["d_human"].mean()),
+                         ("d_machine", d["d_machine"].mean()), ("aux", aux)):
+                acc[k] = acc.get(k, 0.0) + float(v)
+            if rank == 0 and step % cfg.log_every == 0:
+                row = {k: v / cfg.log_every for k, v in acc.items()}
+                acc = {}
+                with open(log_path, "a", newline="") as f:
+                    csv.writer(f).writerow(
+                        [step, round(time.time() - t0, 1)]
+                        + [f"{row[k]:.5f}" for k in log_fields[2:7]] + [cfg.lr]
+                    )
+                if progress:
+                    progress.update(task, completed=step, info=f"loss {row['loss']:.3f} bpp {row['bpp']:.3f}")
+            elif progress and step % 5 == 0:
+                progress.update(task, completed=step)
+
+            if rank == 0 and cfg.val_every and step % cfg.val_every == 0:
+                rows = validate(model, observer, val_imgs.to(device), val_points)
+                new = not val_path.exists()
+                with open(val_path, "a", newline="") as f:
+                    w = csv.DictWriter(f, fieldnames=["step", *rows[0].keys()])
+                    if new:
+                        w.writeheader()
+                    for r in rows:
+                        w.writerow({"step": step, **r})
+            if time.time() - last_ckpt > cfg.ckpt_minutes * 60 or step == cfg.steps:
+                save_training_state(ckpt_path, model, optimizer, aux_optimizer, sampler,
+                                    cond_gen, step, asdict(cfg), rank, world)
+                last_ckpt = time.time()
+    finally:
+        if progress:
+            progress.stop()
+    if world > 1:
+        dist.barrier()
+    return out
+
+
+def steps_per_second(seconds: float, steps: int) -> float:
+    return steps / seconds if seconds > 0 else math.nan

@@ -1,0 +1,127 @@
+"""Model weights files: export from a training run, load by name or path, identify by hash.
+
+A weights file is a ``torch.save`` dict::
+
+    {"format": "odic-weights", "version": 1, "model_id": str, "config": ModelConfig dict,
+     "state_dict": {...}  # float tensors in fp16, integer CDF tables as int32
+     "meta": {...}}       # how it was trained: command, data, steps, wall time
+
+The entropy models' CDF tables are computed once at export from the fp16-rounded weights and
+stored, so encoder and decoder read identical tables from the file instead of recomputing them.
+``weights_hash`` (first 8 bytes of SHA-256 over the state dict) goes into every stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import torch
+
+from .model import ModelConfig, OdicModel
+
+WEIGHTS_FORMAT = "odic-weights"
+WEIGHTS_VERSION = 1
+PACKAGE_WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_MODEL = "odic-base"
+
+
+class ModelNotFound(FileNotFoundError):
+    """Raised when neither an installed model of that name nor a weights file exists."""
+
+
+def installed_models() -> dict[str, Path]:
+    """Shipped models by name (file stem)."""
+    return {p.stem: p for p in sorted(PACKAGE_WEIGHTS_DIR.glob("*.pt"))}
+
+
+def state_dict_hash(state_dict: dict[str, torch.Tensor]) -> bytes:
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        t = state_dict[key].detach().cpu().contiguous()
+        h.update(key.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
+    return h.digest()[:8]
+
+
+def _fp16_state(model: OdicModel) -> dict[str, torch.Tensor]:
+    return {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+
+
+def export_weights(model: OdicModel, path: str | Path, model_id: str, meta: dict | None = None) -> bytes:
+    """Round weights to fp16, rebuild the CDF tables from the rounded weights and write the file."""
+    model = model.cpu().eval()
+    half = _fp16_state(model)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
+    model.update(force=True)
+    state = _fp16_state(model)
+    payload = {
+        "format": WEIGHTS_FORMAT,
+        "version": WEIGHTS_VERSION,
+        "model_id": model_id,
+        "config": model.config.to_dict(),
+        "state_dict": state,
+        "meta": meta or {},
+    }
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+    return state_dict_hash(state)
+
+
+def resolve(name_or_path: str | os.PathLike | None) -> Path:
+    if name_or_path is None:
+        name_or_path = DEFAULT_MODEL
+    p = Path(name_or_path)
+    if p.suffix and p.exists():
+        return p
+    models = installed_models()
+    if str(name_or_path) in models:
+        return models[str(name_or_path)]
+    if p.exists():
+        return p
+    known = ", ".join(models) or "none"
+    raise ModelNotFound(f"model '{name_or_path}' is not installed (installed: {known}) and is not a file")
+
+
+def read_weights_file(path: str | Path) -> dict:
+    """Read and check a weights file (or a training checkpoint ``last.pt``)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        raise ValueError(f"{path}: not an odic weights file ({type(exc).__name__})") from None
+    if isinstance(payload, dict) and "model" in payload and "model_config" in payload:
+        # A training checkpoint: usable for training init and quick evaluation.
+        return {"format": WEIGHTS_FORMAT, "version": WEIGHTS_VERSION, "model_id": f"run:{Path(path).parent.name}",
+                "config": payload["model_config"], "state_dict": payload["model"], "meta": {"step": payload["step"]}}
+    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+        raise ValueError(f"{path}: not an odic weights file")
+    if payload.get("version") != WEIGHTS_VERSION:
+        raise ValueError(f"{path}: weights format version {payload.get('version')} is not supported")
+    return payload
+
+
+def build_model(payload: dict) -> tuple[OdicModel, bytes]:
+    cfg = ModelConfig(**payload["config"])
+    model = OdicModel(cfg)
+    state = payload["state_dict"]
+    digest = state_dict_hash(state)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=False)
+    # Training checkpoints carry no up-to-date CDF tables: build them (exported weights already have them).
+    if payload["model_id"].startswith("run:"):
+        model.update(force=True)
+    return model.eval(), digest
+
+
+def load_model_weights(model: OdicModel, path: str | Path) -> None:
+    """Copy weights from a file into an existing model (training ``--init``)."""
+    payload = read_weights_file(path)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()},
+                          strict=False)
