@@ -6,7 +6,12 @@
     img2 = codec.decompress(data)
 """
 
-from .api import Codec, load
-from .version import __version__
+import warnings as _warnings
+
+# CompressAI calls torch.jit.script at import; the deprecation note is noise for odic users.
+_warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+
+from .api import Codec, load  # noqa: E402
+from .version import __version__  # noqa: E402
 
 __all__ = ["Codec", "load", "__version__"]

@@ -1,0 +1,286 @@
+"""The public API: ``odic.load()`` returns a :class:`Codec` that compresses and decompresses.
+
+It accepts what ML code has at hand (a path, a PIL image, a numpy array, a tensor) and gives
+PIL images back, like Pillow; the batched tensor path serves data pipelines.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from . import imageio
+from .bitstream import (
+    FLAG_ALPHA,
+    MODEL_STRIDE,
+    FormatError,
+    Header,
+    Stream,
+    observer_to_code,
+    pack,
+    quality_to_code,
+    read_header,
+    unpack,
+)
+from .model import OdicModel
+from .weights import ModelNotFound, build_model, installed_models, read_weights_file, resolve
+
+#: Images larger than this (in pixels) are coded in tiles to bound memory.
+TILE_THRESHOLD_PIXELS = 2048 * 2048
+DEFAULT_TILE = 1024
+
+
+def parse_observer(observer: float | str) -> float:
+    """0 or 'human' keeps what people see; 1 or 'machine' what a classifier needs; floats mix."""
+    if isinstance(observer, str):
+        named = {"human": 0.0, "machine": 1.0}
+        if observer.lower() in named:
+            return named[observer.lower()]
+        try:
+            observer = float(observer)
+        except ValueError:
+            raise ValueError(f"observer must be 'human', 'machine' or a number in [0, 1], got {observer!r}") from None
+    value = float(observer)
+    if not 0.0 <= value <= 1.0 or math.isnan(value):
+        raise ValueError(f"observer must be in [0, 1], got {observer!r}")
+    return value
+
+
+class Codec:
+    """A loaded odic model with compress/decompress for images, arrays, tensors and batches."""
+
+    def __init__(self, model: OdicModel, model_id: str, weights_hash: bytes,
+                 device: str | torch.device = "cpu", threads: int | None = None):
+        self.model = model.eval()
+        self.model_id = model_id
+        self.weights_hash = weights_hash
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        if threads:
+            torch.set_num_threads(int(threads))
+
+    def __repr__(self) -> str:
+        return f"Codec(model_id={self.model_id!r}, device={str(self.device)!r})"
+
+    # ------------------------------------------------------------------ single images
+    def compress(self, image, quality: float | None = None, observer: float | str = 0.0, *,
+                 bpp: float | None = None, size_bytes: int | None = None, tile: int | None = None) -> bytes:
+        """Compress an image; give ``quality`` (0-100, default 50), or a target ``bpp`` or ``size_bytes``."""
+        alpha = parse_observer(observer)
+        given = sum(v is not None for v in (quality, bpp, size_bytes))
+        if given > 1:
+            raise ValueError("give only one of quality, bpp and size_bytes")
+        prep = imageio.prepare(image)
+        h, w = prep.rgb.shape[:2]
+        limit = imageio.get_max_pixels()
+        if limit is not None and h * w > limit:
+            raise ValueError(f"image of {w}x{h} pixels exceeds the limit of {limit} (odic.imageio.set_max_pixels)")
+        tile_units = self._tile_units(h, w, tile)
+        x = imageio.to_tensor(prep.rgb)
+        acode = observer_to_code(alpha)
+        if bpp is not None or size_bytes is not None:
+            return self._search(prep, x, acode, tile_units, bpp, size_bytes)
+        qcode = quality_to_code(50.0 if quality is None else quality)
+        return self._encode(prep, x, qcode, acode, tile_units)
+
+    def decompress(self, data: bytes, mode: str | None = None) -> Image.Image:
+        """Decode a stream to a PIL image of the original kind (RGB, L, RGBA, ...); ``mode`` converts."""
+        stream = unpack(data, imageio.get_max_pixels())
+        codec = self._codec_for(stream.header)
+        rgb = codec._decode_rgb(stream)
+        alpha = None
+        if stream.header.flags & FLAG_ALPHA:
+            alpha = _inflate_alpha(stream.alpha_plane, stream.header)
+        img = imageio.restore(rgb, stream.header.mode, alpha)
+        return img.convert(mode) if mode else img
+
+    @staticmethod
+    def info(data: bytes) -> dict:
+        """The header as a dict (no model needed), plus size and bpp of the whole stream."""
+        header, _ = read_header(data, None)
+        out = header.to_dict()
+        out["bytes"] = len(data)
+        out["bpp"] = len(data) * 8 / (header.width * header.height)
+        return out
+
+    # ------------------------------------------------------------------ batches
+    @torch.no_grad()
+    def compress_batch(self, x: torch.Tensor, quality: float = 50.0, observer: float | str = 0.0) -> list[bytes]:
+        """Compress a float batch (B, 3, H, W) in [0, 1] at one setting; one stream per image."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a batch of shape (B, 3, H, W), got {tuple(x.shape)}")
+        qcode, acode = quality_to_code(quality), observer_to_code(parse_observer(observer))
+        h, w = x.shape[-2:]
+        x8 = torch.floor(x.detach().float().clamp(0, 1) * 255 + 0.5) / 255  # what a PNG would hold
+        out = self.model.compress(_pad(x8.to(self.device)), qcode, acode)
+        return [
+            pack(Stream(self._header(w, h, qcode, acode, imageio.ColorMode.RGB, 0), [(y, z)]))
+            for y, z in zip(*out["strings"])
+        ]
+
+    @torch.no_grad()
+    def decompress_batch(self, streams: list[bytes]) -> torch.Tensor:
+        """Decode streams of one size and setting into a float batch (B, 3, H, W) in [0, 1]."""
+        parsed = [unpack(s, imageio.get_max_pixels()) for s in streams]
+        h0 = parsed[0].header
+        for p in parsed:
+            hd = p.header
+            if (hd.width, hd.height, hd.quality_code, hd.alpha_code, hd.model_id, hd.tile_units) != (
+                h0.width, h0.height, h0.quality_code, h0.alpha_code, h0.model_id, 0
+            ):
+                raise ValueError("decompress_batch needs untiled streams of one size, model and setting")
+        codec = self._codec_for(h0)
+        strings = [[p.tiles[0][0] for p in parsed], [p.tiles[0][1] for p in parsed]]
+        x = codec.model.decompress(strings, _z_shape(h0.height, h0.width), h0.quality_code, h0.alpha_code,
+                                   codec.device)
+        return torch.floor(x[..., : h0.height, : h0.width] * 255 + 0.5) / 255
+
+    # ------------------------------------------------------------------ internals
+    def _header(self, w: int, h: int, qcode: int, acode: int, mode, tile_units: int, flags: int = 0) -> Header:
+        return Header(self.model_id, self.weights_hash, w, h, qcode, acode, mode, tile_units, flags)
+
+    @staticmethod
+    def _tile_units(h: int, w: int, tile: int | None) -> int:
+        if tile is None:
+            if h * w <= TILE_THRESHOLD_PIXELS:
+                return 0
+            tile = DEFAULT_TILE
+        if tile == 0:
+            return 0
+        if tile < MODEL_STRIDE or tile % MODEL_STRIDE:
+            raise ValueError(f"tile size must be a positive multiple of {MODEL_STRIDE}, got {tile}")
+        return tile // MODEL_STRIDE
+
+    @torch.no_grad()
+    def _encode(self, prep: imageio.Prepared, x: torch.Tensor, qcode: int, acode: int, tile_units: int) -> bytes:
+        h, w = x.shape[-2:]
+        header = self._header(w, h, qcode, acode, prep.mode, tile_units)
+        tiles = []
+        for top, left, th, tw in _tile_boxes(header):
+            part = _pad(x[..., top : top + th, left : left + tw].to(self.device))
+            out = self.model.compress(part, qcode, acode)
+            tiles.append((out["strings"][0][0], out["strings"][1][0]))
+        alpha_plane = None
+        if prep.alpha is not None:
+            header.flags |= FLAG_ALPHA
+            alpha_plane = zlib.compress(np.ascontiguousarray(prep.alpha).tobytes(), 9)
+        return pack(Stream(header, tiles, alpha_plane), None)
+
+    @torch.no_grad()
+    def _decode_rgb(self, stream: Stream) -> np.ndarray:
+        hd = stream.header
+        canvas = np.empty((hd.height, hd.width, 3), dtype=np.uint8)
+        for (top, left, th, tw), (y, z) in zip(_tile_boxes(hd), stream.tiles):
+            try:
+                x = self.model.decompress([[y], [z]], _z_shape(th, tw), hd.quality_code, hd.alpha_code,
+                                          self.device)
+            except (RuntimeError, ValueError, IndexError) as exc:
+                raise FormatError(f"corrupted entropy-coded data ({type(exc).__name__})") from None
+            canvas[top : top + th, left : left + tw] = imageio.to_uint8(x[0, :, :th, :tw])
+        return canvas
+
+    def _search(self, prep, x, acode, tile_units, bpp, size_bytes) -> bytes:
+        """Find the quality whose stream is closest to the target (not above it for size_bytes)."""
+        h, w = x.shape[-2:]
+        target = bpp if bpp is not None else size_bytes * 8 / (h * w)
+        if not target > 0:
+            raise ValueError(f"target rate must be positive, got {target}")
+        lo, hi = 0, 10000
+        best: tuple[float, bytes] | None = None
+        tried: dict[int, bytes] = {}
+        for _ in range(14):
+            if lo > hi:
+                break
+            mid = (lo + hi) // 2
+            data = tried.get(mid) or self._encode(prep, x, mid, acode, tile_units)
+            tried[mid] = data
+            got = len(data) * 8 / (h * w)
+            fits = size_bytes is None or len(data) <= size_bytes
+            score = abs(math.log(got / target))
+            if fits and (best is None or score < best[0]):
+                best = (score, data)
+            if got > target:
+                hi = mid - 1
+            else:
+                lo = mid + 1
+            if size_bytes is None and score < 0.02:
+                break
+        if best is None:
+            data = tried.get(0) or self._encode(prep, x, 0, acode, tile_units)
+            if size_bytes is not None and len(data) > size_bytes:
+                raise ValueError(f"cannot reach {size_bytes} bytes: the smallest stream is {len(data)} bytes")
+            return data
+        return best[1]
+
+    def _codec_for(self, header: Header) -> Codec:
+        if header.model_id == self.model_id and header.weights_hash == self.weights_hash:
+            return self
+        for name, path in installed_models().items():
+            payload = read_weights_file(path)
+            if payload["model_id"] == header.model_id:
+                other = _load_path(path, self.device)
+                if other.weights_hash == header.weights_hash:
+                    return other
+        raise ModelNotFound(
+            f"this stream needs model '{header.model_id}' (weights {header.weights_hash.hex()}), "
+            "which is not installed; pass it with --model / odic.load(path)"
+        )
+
+
+def _pad(x: torch.Tensor) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % MODEL_STRIDE, (-w) % MODEL_STRIDE
+    return F.pad(x, [0, pw, 0, ph], mode="replicate") if ph or pw else x
+
+
+def _z_shape(h: int, w: int) -> tuple[int, int]:
+    return math.ceil(h / MODEL_STRIDE), math.ceil(w / MODEL_STRIDE)
+
+
+def _tile_boxes(header: Header):
+    if header.tile_units == 0:
+        yield 0, 0, header.height, header.width
+        return
+    t = header.tile_size
+    rows, cols = header.tile_grid()
+    for r in range(rows):
+        for c in range(cols):
+            top, left = r * t, c * t
+            yield top, left, min(t, header.height - top), min(t, header.width - left)
+
+
+def _inflate_alpha(blob: bytes | None, header: Header) -> np.ndarray:
+    n = header.width * header.height
+    try:
+        d = zlib.decompressobj()
+        raw = d.decompress(blob or b"", n + 1)  # bounded: never inflate more than the plane
+    except zlib.error:
+        raise FormatError("alpha plane is corrupted") from None
+    if len(raw) != n:
+        raise FormatError("alpha plane has the wrong size")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(header.height, header.width)
+
+
+_CACHE: dict[tuple[str, str], Codec] = {}
+
+
+def _load_path(path: Path, device) -> Codec:
+    key = (str(Path(path).resolve()), str(device))
+    if key not in _CACHE:
+        payload = read_weights_file(path)
+        model, digest = build_model(payload)
+        _CACHE[key] = Codec(model, payload["model_id"], digest, device)
+    return _CACHE[key]
+
+
+def load(model: str | Path | None = None, device: str | torch.device = "cpu", threads: int | None = None) -> Codec:
+    """Load the bundled default model, an installed model by name, or a weights file by path."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    return _load_path(resolve(model), device)

@@ -1,0 +1,243 @@
+"""The ``.odic`` container: a versioned header, entropy-coded strings, a CRC32.
+
+Everything is validated before anything is allocated: the CRC first, then every header field
+against hard bounds, then the declared string lengths against the bytes actually present.
+docs/format.md describes the layout byte by byte; keep the two in step.
+
+Layout (all integers big-endian)::
+
+    0   4  magic  b"ODIC"
+    4   1  format version (FORMAT_VERSION)
+    5   1  flags: bit 0 = an alpha plane follows the tiles (zlib); other bits must be 0
+    6   1  original colour mode (ColorMode)
+    7   1  n = length of the model id (1..64)
+    8   n  model id, ASCII
+    .   8  weights hash (first 8 bytes of SHA-256 of the model's state dict)
+    .   4  width   (1..MAX_DIMENSION)
+    .   4  height  (1..MAX_DIMENSION)
+    .   2  quality code (0..10000: quality 0..100 in steps of 0.01)
+    .   2  observer code (0..1000: alpha 0..1 in steps of 0.001)
+    .   2  tile size in units of 64 px (0 = one tile for the whole image)
+    .      per tile, in raster order: 4-byte length + y string, 4-byte length + z string
+    .      if flags bit 0: 4-byte length + zlib-compressed alpha plane (height x width bytes)
+    -4  4  CRC32 of every byte before it
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+MAGIC = b"ODIC"
+FORMAT_VERSION = 1
+MAX_DIMENSION = 65535
+MODEL_STRIDE = 64
+MAX_MODEL_ID = 64
+FLAG_ALPHA = 0x01
+_KNOWN_FLAGS = FLAG_ALPHA
+
+
+class FormatError(ValueError):
+    """The bytes are not a valid .odic stream; the message names the problem."""
+
+
+class ColorMode(IntEnum):
+    """What the original image was, so decoding can give the same kind back."""
+
+    RGB = 0
+    L = 1  # 8-bit grayscale, coded as RGB with equal channels, decoded back to L
+    RGBA = 2  # RGB coded lossy, alpha plane kept losslessly (zlib)
+    LA = 3
+    I16 = 4  # 16-bit grayscale; coded at 8 bits, decoded to 16 bits (value * 257)
+    RGB16 = 5  # 16-bit RGB (numpy input); coded and decoded at 8 bits
+
+
+@dataclass
+class Header:
+    model_id: str
+    weights_hash: bytes
+    width: int
+    height: int
+    quality_code: int
+    alpha_code: int
+    mode: ColorMode = ColorMode.RGB
+    tile_units: int = 0
+    flags: int = 0
+    version: int = FORMAT_VERSION
+
+    @property
+    def quality(self) -> float:
+        return self.quality_code / 100.0
+
+    @property
+    def observer(self) -> float:
+        return self.alpha_code / 1000.0
+
+    @property
+    def tile_size(self) -> int:
+        return self.tile_units * MODEL_STRIDE
+
+    def tile_grid(self) -> tuple[int, int]:
+        """(rows, cols) of tiles covering the image."""
+        if self.tile_units == 0:
+            return 1, 1
+        return math.ceil(self.height / self.tile_size), math.ceil(self.width / self.tile_size)
+
+    def to_dict(self) -> dict:
+        rows, cols = self.tile_grid()
+        return {
+            "format_version": self.version,
+            "model_id": self.model_id,
+            "weights_hash": self.weights_hash.hex(),
+            "width": self.width,
+            "height": self.height,
+            "mode": self.mode.name,
+            "quality": self.quality,
+            "observer": self.observer,
+            "tile_size": self.tile_size or None,
+            "tiles": rows * cols,
+            "alpha_plane": bool(self.flags & FLAG_ALPHA),
+        }
+
+
+@dataclass
+class Stream:
+    header: Header
+    tiles: list[tuple[bytes, bytes]]  # (y string, z string) per tile
+    alpha_plane: bytes | None = None  # zlib-compressed, only with FLAG_ALPHA
+    nbytes: int = field(default=0)
+
+
+def _validate_header(h: Header, max_pixels: int | None) -> None:
+    if h.version != FORMAT_VERSION:
+        raise FormatError(f"unsupported format version {h.version} (this odic reads version {FORMAT_VERSION})")
+    if h.flags & ~_KNOWN_FLAGS:
+        raise FormatError(f"unknown flags 0x{h.flags:02x}")
+    if not (1 <= h.width <= MAX_DIMENSION and 1 <= h.height <= MAX_DIMENSION):
+        raise FormatError(f"image size {h.width}x{h.height} out of range")
+    if max_pixels is not None and h.width * h.height > max_pixels:
+        raise FormatError(
+            f"image of {h.width}x{h.height} = {h.width * h.height} pixels exceeds the limit of "
+            f"{max_pixels} (odic.set_max_pixels / --max-pixels)"
+        )
+    if not 0 <= h.quality_code <= 10000:
+        raise FormatError(f"quality code {h.quality_code} out of range")
+    if not 0 <= h.alpha_code <= 1000:
+        raise FormatError(f"observer code {h.alpha_code} out of range")
+    if not 1 <= len(h.model_id) <= MAX_MODEL_ID:
+        raise FormatError("model id length out of range")
+    if bool(h.flags & FLAG_ALPHA) != (h.mode in (ColorMode.RGBA, ColorMode.LA)):
+        raise FormatError("alpha flag does not match the colour mode")
+
+
+def pack(stream: Stream, max_pixels: int | None = None) -> bytes:
+    h = stream.header
+    _validate_header(h, max_pixels)
+    rows, cols = h.tile_grid()
+    if len(stream.tiles) != rows * cols:
+        raise ValueError(f"expected {rows * cols} tiles, got {len(stream.tiles)}")
+    mid = h.model_id.encode("ascii")
+    if len(h.weights_hash) != 8:
+        raise ValueError("weights hash must be 8 bytes")
+    parts = [
+        MAGIC,
+        struct.pack(">BBBB", h.version, h.flags, int(h.mode), len(mid)),
+        mid,
+        h.weights_hash,
+        struct.pack(">IIHHH", h.width, h.height, h.quality_code, h.alpha_code, h.tile_units),
+    ]
+    for y, z in stream.tiles:
+        parts += [struct.pack(">I", len(y)), y, struct.pack(">I", len(z)), z]
+    if h.flags & FLAG_ALPHA:
+        if stream.alpha_plane is None:
+            raise ValueError("alpha flag set but no alpha plane")
+        parts += [struct.pack(">I", len(stream.alpha_plane)), stream.alpha_plane]
+    body = b"".join(parts)
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+class _Reader:
+    def __init__(self, data: bytes, end: int):
+        self.data, self.pos, self.end = data, 0, end
+
+    def take(self, n: int, what: str) -> bytes:
+        if n < 0 or self.pos + n > self.end:
+            raise FormatError(f"truncated stream: {what} needs {n} bytes, {self.end - self.pos} left")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def unpack(self, fmt: str, what: str):
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
+
+
+def read_header(data: bytes, max_pixels: int | None = None) -> tuple[Header, _Reader]:
+    """Check magic, CRC and every header field; return the header and a reader at the tiles."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError("expected bytes")
+    data = bytes(data)
+    if len(data) == 0:
+        raise FormatError("empty stream")
+    if data[:4] != MAGIC[: min(4, len(data))] or len(data) < 4:
+        raise FormatError("not an odic stream (bad magic)")
+    if len(data) < 4 + 4 + 1 + 8 + 14 + 4:
+        raise FormatError("truncated stream: shorter than the smallest header")
+    (crc,) = struct.unpack(">I", data[-4:])
+    if zlib.crc32(data[:-4]) != crc:
+        # A stream followed by anything (e.g. two concatenated files) also ends up here.
+        raise FormatError("CRC mismatch: the stream is corrupted, truncated or has trailing bytes")
+    r = _Reader(data, len(data) - 4)
+    r.take(4, "magic")
+    version, flags, mode, id_len = r.unpack(">BBBB", "header")
+    if version != FORMAT_VERSION:
+        raise FormatError(f"unsupported format version {version} (this odic reads version {FORMAT_VERSION})")
+    try:
+        mode_enum = ColorMode(mode)
+    except ValueError:
+        raise FormatError(f"unknown colour mode {mode}") from None
+    if not 1 <= id_len <= MAX_MODEL_ID:
+        raise FormatError(f"model id length {id_len} out of range")
+    try:
+        model_id = r.take(id_len, "model id").decode("ascii")
+    except UnicodeDecodeError:
+        raise FormatError("model id is not ASCII") from None
+    weights_hash = r.take(8, "weights hash")
+    width, height, qcode, acode, tile_units = r.unpack(">IIHHH", "image fields")
+    header = Header(model_id, weights_hash, width, height, qcode, acode, mode_enum, tile_units, flags, version)
+    _validate_header(header, max_pixels)
+    return header, r
+
+
+def unpack(data: bytes, max_pixels: int | None = None) -> Stream:
+    """Parse and validate a whole stream; no string is copied before its length is checked."""
+    header, r = read_header(data, max_pixels)
+    rows, cols = header.tile_grid()
+    tiles = []
+    for i in range(rows * cols):
+        (ny,) = r.unpack(">I", f"tile {i} y length")
+        y = r.take(ny, f"tile {i} y string")
+        (nz,) = r.unpack(">I", f"tile {i} z length")
+        z = r.take(nz, f"tile {i} z string")
+        tiles.append((y, z))
+    alpha = None
+    if header.flags & FLAG_ALPHA:
+        (na,) = r.unpack(">I", "alpha length")
+        alpha = r.take(na, "alpha plane")
+    if r.pos != r.end:
+        raise FormatError(f"{r.end - r.pos} unexpected bytes after the last string")
+    return Stream(header, tiles, alpha, nbytes=len(data))
+
+
+def quality_to_code(quality: float) -> int:
+    if not (isinstance(quality, (int, float)) and 0 <= quality <= 100) or math.isnan(quality):
+        raise ValueError(f"quality must be a number in [0, 100], got {quality!r}")
+    return int(round(quality * 100))
+
+
+def observer_to_code(alpha: float) -> int:
+    if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1) or math.isnan(alpha):
+        raise ValueError(f"observer must be in [0, 1] (or 'human' / 'machine'), got {alpha!r}")
+    return int(round(alpha * 1000))

@@ -1,0 +1,208 @@
+"""``odic compress``, ``odic decompress`` and ``odic info``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from . import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, UsageError, fail
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm"}
+OUTPUT_FORMATS = {".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jpg", ".jpeg"}
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, metavar="NAME|PATH",
+                   help="installed model name or weights file (default: the bundled odic-base)")
+    p.add_argument("--device", default="cpu", help="torch device for the transforms, e.g. cpu, cuda (default: cpu)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse images larger than N pixels (default: 256000000), a decompression-bomb guard")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+
+def register(sub) -> None:
+    c = sub.add_parser(
+        "compress", help="compress images to .odic",
+        description="Compress images (files or folders) to .odic streams.",
+        epilog="Give one of --quality, --bpp, --size. Example: odic compress photo.png --bpp 0.25 --observer machine",
+    )
+    c.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders of images")
+    c.add_argument("-o", "--output", metavar="OUT",
+                   help="output file (one input) or folder (several); default: IN with suffix .odic")
+    rate = c.add_mutually_exclusive_group()
+    rate.add_argument("--quality", type=float, default=None, metavar="Q",
+                      help="quality 0 (smallest) .. 100 (best), continuous (default: 50)")
+    rate.add_argument("--bpp", type=float, default=None, metavar="BPP",
+                      help="target bits per pixel of the whole file; quality is searched to hit it")
+    rate.add_argument("--size", type=int, default=None, metavar="BYTES",
+                      help="largest file size in bytes; the best quality that fits is used")
+    c.add_argument("--observer", default="human", metavar="A",
+                   help="who looks at the image: human (=0), machine (=1) or a mix in [0, 1] (default: human)")
+    c.add_argument("--tile", type=int, default=None, metavar="PX",
+                   help="code in tiles of PX pixels (multiple of 64); default: 1024 above 4 megapixels, else none")
+    _add_common(c)
+    c.set_defaults(func=run_compress)
+
+    d = sub.add_parser("decompress", help="decode .odic streams to images",
+                       description="Decode .odic streams; the output format follows the suffix (default .png).")
+    d.add_argument("inputs", nargs="+", metavar="IN.odic", help=".odic files or folders of them")
+    d.add_argument("-o", "--output", metavar="OUT",
+                   help="output file (one input) or folder (several); default: IN with suffix .png")
+    _add_common(d)
+    d.set_defaults(func=run_decompress)
+
+    i = sub.add_parser("info", help="print the header of .odic files as JSON")
+    i.add_argument("inputs", nargs="+", metavar="IN.odic")
+    i.set_defaults(func=run_info)
+
+
+def _expand(inputs: list[str], suffixes: set[str]) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+            if not found:
+                raise UsageError(f"{p}: no matching files in folder")
+            files.extend(found)
+        else:
+            files.append(p)
+    return files
+
+
+def _targets(files: list[Path], output: str | None, suffix: str) -> list[Path]:
+    if output is None:
+        return [f.with_suffix(suffix) for f in files]
+    out = Path(output)
+    if len(files) == 1 and not out.is_dir() and not output.endswith(("/", "\\")):
+        return [out]
+    out.mkdir(parents=True, exist_ok=True)
+    names = [f.stem + suffix for f in files]
+    if len(set(names)) != len(names):
+        raise UsageError("several inputs share a name; give them separate output folders")
+    return [out / n for n in names]
+
+
+def _configure(args) -> None:
+    if args.max_pixels is not None:
+        from ..imageio import set_max_pixels
+
+        set_max_pixels(args.max_pixels)
+
+
+def _run_batch(files, targets, work, quiet: bool) -> int:
+    """Run ``work(src, dst)`` per file; report failures by name and keep going."""
+    failures = 0
+    progress = None
+    if not quiet and len(files) > 1 and sys.stderr.isatty():
+        from rich.progress import Progress
+
+        progress = Progress(transient=True)
+        progress.start()
+        task = progress.add_task("odic", total=len(files))
+    try:
+        for src, dst in zip(files, targets):
+            try:
+                if dst.resolve() == src.resolve():
+                    raise FileExistsError(f"{dst}: output would overwrite the input")
+                msg = work(src, dst)
+                if msg and not quiet:
+                    print(msg)
+            except Exception as exc:  # noqa: BLE001 - every failure is reported by file name
+                failures += 1
+                fail(f"{src}: {_one_line(exc)}")
+            if progress:
+                progress.advance(task)
+    finally:
+        if progress:
+            progress.stop()
+    if failures == 0:
+        return EXIT_OK
+    return EXIT_FAILED if failures == len(files) else EXIT_PARTIAL
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.strip("'\"") if isinstance(exc, KeyError) else text
+
+
+def run_compress(args) -> int:
+    import odic
+    from ..api import parse_observer
+    from ..fileio import write_bytes_atomic
+
+    _configure(args)
+    try:
+        observer = parse_observer(args.observer)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.quality is not None and not 0 <= args.quality <= 100:
+        raise UsageError(f"--quality must be in [0, 100], got {args.quality}")
+    if args.bpp is not None and not args.bpp > 0:
+        raise UsageError(f"--bpp must be positive, got {args.bpp}")
+    if args.size is not None and args.size <= 0:
+        raise UsageError(f"--size must be positive, got {args.size}")
+    files = _expand(args.inputs, IMAGE_SUFFIXES)
+    targets = _targets(files, args.output, ".odic")
+    codec = odic.load(args.model, device=args.device, threads=args.threads)
+
+    def work(src: Path, dst: Path) -> str:
+        if dst.exists() and not args.force:
+            raise FileExistsError(f"{dst}: exists (use --force to overwrite)")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            data = codec.compress(src, quality=args.quality, observer=observer, bpp=args.bpp,
+                                  size_bytes=args.size, tile=args.tile)
+        for w in caught:
+            print(f"odic: warning: {w.message}", file=sys.stderr)
+        write_bytes_atomic(dst, data, force=args.force)
+        info = codec.info(data)
+        return f"{src} -> {dst}: {info['bytes']} bytes, {info['bpp']:.4f} bpp"
+
+    return _run_batch(files, targets, work, args.quiet)
+
+
+def run_decompress(args) -> int:
+    import odic
+    from ..fileio import atomic_write
+
+    _configure(args)
+    files = _expand(args.inputs, {".odic"})
+    targets = _targets(files, args.output, ".png")
+    for t in targets:
+        if t.suffix.lower() not in OUTPUT_FORMATS:
+            raise UsageError(f"{t}: unsupported output format '{t.suffix}' (use .png, .bmp, .tif, .webp, .ppm)")
+    codec = odic.load(args.model, device=args.device, threads=args.threads)
+
+    def work(src: Path, dst: Path) -> str:
+        if dst.exists() and not args.force:
+            raise FileExistsError(f"{dst}: exists (use --force to overwrite)")
+        img = codec.decompress(src.read_bytes())
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF"}.get(dst.suffix.lower())
+        if fmt == "JPEG" and img.mode not in ("RGB", "L"):
+            img = img.convert("RGB")
+        atomic_write(dst, lambda tmp: img.save(tmp, format=fmt or dst.suffix[1:].upper()), force=args.force)
+        return f"{src} -> {dst}: {img.width}x{img.height} {img.mode}"
+
+    return _run_batch(files, targets, work, args.quiet)
+
+
+def run_info(args) -> int:
+    from ..api import Codec
+
+    failures = 0
+    for name in args.inputs:
+        try:
+            print(json.dumps({"file": name, **Codec.info(Path(name).read_bytes())}, indent=2))
+        except Exception as exc:  # noqa: BLE001
+            failures += 1
+            fail(f"{name}: {_one_line(exc)}")
+    if failures == 0:
+        return EXIT_OK
+    return EXIT_FAILED if failures == len(args.inputs) else EXIT_PARTIAL

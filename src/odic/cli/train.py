@@ -1,0 +1,104 @@
+"""``odic train`` (works unchanged under torchrun) and ``odic export``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from . import EXIT_OK, UsageError
+
+
+def register(sub) -> None:
+    t = sub.add_parser(
+        "train", help="train a conditional odic model (one model for every rate and observer)",
+        description="Train odic. Runs unchanged under `torchrun --nproc-per-node N odic train ...` (DDP).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    t.add_argument("--data", nargs="+", default=["../shared/data/train"], metavar="DIR", help="training image folders")
+    t.add_argument("--val", default=None, metavar="DIR",
+                   help="validation folder (default: hold out --val-count training images)")
+    t.add_argument("--val-count", type=int, default=24, help="training images held out when no --val")
+    t.add_argument("--out", default="runs/default", metavar="RUN_DIR", help="run folder: checkpoints and logs")
+    t.add_argument("--observer-classifier", default="efficientnet_lite0", metavar="NAME",
+                   help="machine observer (see odic.observers.list_observers())")
+    t.add_argument("--layers", nargs="+", default=None, metavar="LAYER",
+                   help="observer feature layers for the machine loss (default: early and late)")
+    t.add_argument("--kl-weight", type=float, default=0.1, help="weight of the KL term on the classifier outputs")
+    t.add_argument("--machine-scale", type=float, default=None,
+                   help="factor putting the machine loss on the scale of 1-MS-SSIM (default: calibrated 0.12)")
+    t.add_argument("--mse-weight", type=float, default=0.0, help="MSE added to 1-MS-SSIM in the human loss")
+    t.add_argument("--alpha", type=float, default=None, help="fixed observer alpha (default: sample per image)")
+    t.add_argument("--alpha-range", type=float, nargs=2, default=(0.0, 1.0), metavar=("LO", "HI"),
+                   help="range alpha is sampled from (30%% at each end, 40%% uniform)")
+    t.add_argument("--quality", type=float, default=None,
+                   help="fixed quality 0..100 (default: all rates of the conditional model)")
+    t.add_argument("--steps", type=int, default=100000, help="total optimisation steps")
+    t.add_argument("--crop", type=int, default=128, help="random crop size in pixels")
+    t.add_argument("--batch", type=int, default=8, help="crops per step and process")
+    t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--ckpt-minutes", type=float, default=5.0, help="minutes between checkpoints")
+    t.add_argument("--val-every", type=int, default=500, help="steps between validations")
+    t.add_argument("--threads", type=int, default=None, help="CPU threads per process")
+    t.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt bit for bit")
+    t.add_argument("--init", default=None, metavar="WEIGHTS", help="start from these weights")
+    t.add_argument("--N", type=int, default=96, help="channels of the transforms")
+    t.add_argument("--M", type=int, default=160, help="channels of the latent")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to the CSV)")
+    t.set_defaults(func=run_train)
+
+    e = sub.add_parser("export", help="turn a training checkpoint into a shippable fp16 weights file",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("checkpoint", metavar="RUN_DIR/last.pt")
+    e.add_argument("-o", "--output", required=True, metavar="PATH", help="weights file to write")
+    e.add_argument("--model-id", required=True, help="immutable id written into every stream, e.g. odic-base-v1")
+    e.add_argument("--meta", default=None, metavar="JSON", help="extra metadata (command, data, wall time)")
+    e.add_argument("-f", "--force", action="store_true", help="overwrite the output")
+    e.set_defaults(func=run_export)
+
+
+def run_train(args) -> int:
+    from ..losses import DEFAULT_MACHINE_SCALE
+    from ..train import TrainConfig, train
+
+    if args.quality is not None and not 0 <= args.quality <= 100:
+        raise UsageError("--quality must be in [0, 100]")
+    cfg = TrainConfig(
+        data=args.data, val=args.val, val_count=args.val_count, out=args.out, observer=args.observer_classifier,
+        layers=args.layers, kl_weight=args.kl_weight,
+        machine_scale=DEFAULT_MACHINE_SCALE if args.machine_scale is None else args.machine_scale,
+        mse_weight=args.mse_weight, alpha=args.alpha, alpha_range=tuple(args.alpha_range),
+        quality=None if args.quality is None else args.quality / 100.0, steps=args.steps, crop=args.crop,
+        batch=args.batch, lr=args.lr, seed=args.seed, ckpt_minutes=args.ckpt_minutes, val_every=args.val_every,
+        threads=args.threads, resume=args.resume, init=args.init, N=args.N, M=args.M,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    t0 = time.time()
+    out = train(cfg)
+    print(f"trained to {out}/last.pt in {time.time() - t0:.0f} s")
+    return EXIT_OK
+
+
+def run_export(args) -> int:
+    import torch
+
+    from ..model import ModelConfig, OdicModel
+    from ..weights import export_weights
+
+    from pathlib import Path
+
+    if Path(args.output).exists() and not args.force:
+        raise FileExistsError(f"{args.output}: exists (use --force to overwrite)")
+    state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    if "model" not in state:
+        raise ValueError(f"{args.checkpoint}: not a training checkpoint")
+    model = OdicModel(ModelConfig(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    meta = {"step": state["step"], "train_config": state.get("config", {})}
+    if args.meta:
+        meta.update(json.loads(args.meta))
+    digest = export_weights(model, args.output, args.model_id, meta)
+    print(f"wrote {args.output} (model id {args.model_id}, weights hash {digest.hex()})")
+    return EXIT_OK
