@@ -42,7 +42,9 @@ class Codec(abc.ABC):
             lo, hi = self.quality_range
             bad = [s for s in settings if not lo <= float(s) <= hi]
             if bad:
-                raise ValueError(f"{self.name}: settings {bad} outside {self.setting_name} range [{lo}, {hi}]")
+                raise ValueError(
+                    f"{self.name}: settings {bad} outside {self.setting_name} range [{lo}, {hi}]"
+                )
             self.settings = [float(s) for s in settings]
 
     @abc.abstractmethod

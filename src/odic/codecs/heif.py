@@ -174,7 +174,8 @@ class HevcCodec(Codec):
 
     def version(self) -> str:
         info = self._heif.libheif_info()
-        return f"{info['encoders'].get('x265', 'x265')}; libheif {info['libheif']}; pillow-heif {self._heif.__version__}"
+        x265 = info["encoders"].get("x265", "x265")
+        return f"{x265}; libheif {info['libheif']}; pillow-heif {self._heif.__version__}"
 
     def container_note(self) -> str:
         return "HEIF: ftyp + meta (hdlr, iloc, iinf, pitm, iprp with hvcC/colr/ispe/pixi), about 370 bytes"

@@ -1,0 +1,166 @@
+"""``odic bench`` (codecs x datasets x observers) and ``odic demo`` (a small bench, no data needed)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+DEMO_CODECS = "odic:alpha=0,odic:alpha=1,jpeg,webp,hevc-raw,avif,jxl"
+
+
+def _err(message: str) -> int:
+    print(f"odic: error: {message}", file=sys.stderr)
+    return 2
+
+
+def register(sub: Any) -> None:
+    """Add the ``bench`` and ``demo`` subcommands."""
+    from odic.bench import AT_BPP, DEFAULT_CODECS
+
+    b = sub.add_parser(
+        "bench", help="measure codecs for human and machine observers",
+        description="Sweep each codec over its settings on each dataset and write results.csv, "
+                    "summary.json (mean curves, at-bpp tables, BD-rates) and plots. Resumes from OUT/cache.",
+        epilog="Example: odic bench --data kodak=data/kodak --data imagenet=data/imagenet-sample "
+               "--codecs odic:alpha=0,odic:alpha=1,jpeg,hevc --classifiers efficientnet_lite0 "
+               "--out results/run1. "
+               "Under torchrun each rank takes a share of the images and rank 0 writes the outputs.",
+    )
+    b.add_argument("--data", action="append", default=[], metavar="NAME=DIR[:LABELS]",
+                   help="a dataset; repeatable. DIR alone: human metrics only (append ':classify' for "
+                        "top-1 agreement). LABELS: labels.csv (file,label), val.txt or the ILSVRC-2012 "
+                        "devkit ground truth; a labels.csv inside DIR or an ImageFolder tree is "
+                        "found by itself")
+    b.add_argument("--codecs", default=",".join(DEFAULT_CODECS), metavar="SPEC,...",
+                   help="comma-separated codec specs, NAME[:key=value...], e.g. hevc:chroma=420, "
+                        "odic:alpha=1, jpeg:q=10/30/50 (default: %(default)s). hevc-raw, the BD-rate "
+                        "reference, is always added")
+    b.add_argument("--classifiers", default="", metavar="NAME,...",
+                   help="observers for the classification protocol, e.g. "
+                        "efficientnet_lite0,efficientnet_lite1 "
+                        "(default: none); run on labelled datasets and on folders marked ':classify'")
+    b.add_argument("--out", required=True, metavar="DIR", help="results folder (created; reused to resume)")
+    b.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="use only the first N images of each dataset (default: all)")
+    b.add_argument("--threads", type=int, default=1, metavar="N", help="torch CPU threads (default: 1)")
+    b.add_argument("--device", default="cpu", help="torch device for classifiers and odic (default: cpu)")
+    b.add_argument("--at-bpp", default=",".join(f"{t:g}" for t in AT_BPP), metavar="BPP,...",
+                   help="rates for the at_bpp tables in bits per pixel (default: %(default)s)")
+    b.add_argument("--no-plots", action="store_true", help="skip the PNG/SVG plots")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar or table")
+    b.set_defaults(func=run_bench_command)
+
+    d = sub.add_parser(
+        "demo", help="a small bench on scikit-image's photos; prints a table and writes plots",
+        description="Compress astronaut, chelsea, coffee, rocket and motorcycle (shipped with scikit-image) "
+                    "with odic and classical codecs; report MS-SSIM, PSNR and EfficientNet-Lite0 "
+                    "top-1 agreement.",
+    )
+    d.add_argument("--out", default="results/demo", metavar="DIR",
+                   help="results folder (default: %(default)s)")
+    d.add_argument("--codecs", default=DEMO_CODECS, metavar="SPEC,...",
+                   help="codec specs (default: %(default)s)")
+    d.add_argument("--classifier", default="efficientnet_lite0", help="observer (default: %(default)s)")
+    d.add_argument("--threads", type=int, default=1, metavar="N", help="torch CPU threads (default: 1)")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=run_demo_command)
+
+
+def _parse_data(specs: list[str]) -> list[Any]:
+    from odic.bench import load_dataset
+
+    out = []
+    for spec in specs:
+        if "=" not in spec:
+            raise ValueError(f"--data '{spec}' must look like NAME=DIR[:LABELS]")
+        name, rest = spec.split("=", 1)
+        classify = None
+        if rest.endswith(":classify"):
+            rest, classify = rest[: -len(":classify")], True
+        out.append(load_dataset(name.strip(), rest, classify=classify))
+    return out
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    """Handler of ``odic bench``."""
+    from odic.bench import BenchConfig, BenchError, DatasetError, run_bench
+
+    try:
+        at_bpp = tuple(float(t) for t in _split(args.at_bpp))
+        if any(t <= 0 for t in at_bpp):
+            raise ValueError("--at-bpp values must be positive")
+        if args.limit is not None and args.limit < 1:
+            raise ValueError("--limit must be at least 1")
+        datasets = _parse_data(args.data)
+        cfg = BenchConfig(datasets=datasets, codecs=_split(args.codecs), out=Path(args.out),
+                          classifiers=_split(args.classifiers), limit=args.limit, threads=args.threads,
+                          device=args.device, at_bpp=at_bpp, plots=not args.no_plots,
+                          progress=not args.quiet, command=shlex.join(["odic", *sys.argv[2:]]))
+        summary = run_bench(cfg)
+    except (BenchError, DatasetError, ValueError) as exc:
+        return _err(str(exc))
+    if summary is not None and not args.quiet:
+        print_table(summary)
+        print(f"wrote {Path(args.out) / 'summary.json'}, results.csv and plots/")
+    return 0
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    """Handler of ``odic demo``."""
+    from odic.bench import BenchConfig, BenchError, DatasetError, run_bench, skimage_photos
+
+    try:
+        cfg = BenchConfig(datasets=[skimage_photos()], codecs=_split(args.codecs), out=Path(args.out),
+                          classifiers=[args.classifier], threads=args.threads, at_bpp=(0.25, 0.5, 1.0),
+                          progress=not args.quiet, command="odic demo")
+        summary = run_bench(cfg)
+    except (BenchError, DatasetError, ValueError) as exc:
+        return _err(str(exc))
+    if summary is not None:
+        print_table(summary)
+        print(f"plots: {Path(args.out) / 'plots'}")
+    return 0
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    """One rich table per dataset: each codec's metrics at each at_bpp rate."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for ds_name, ds in summary["datasets"].items():
+        kind = "top1" if ds["labelled"] else "agree"
+        clfs = list(ds["crops"])
+        table = Table(title=f"{ds_name} ({ds['n_images']} images): metrics at fixed bpp "
+                            "(log-bpp interpolated; - = rate not reached)")
+        table.add_column("codec")
+        table.add_column("bpp", justify="right")
+        table.add_column("MS-SSIM", justify="right")
+        table.add_column("PSNR", justify="right")
+        for clf in clfs:
+            table.add_column(f"{kind} {clf}", justify="right")
+        table.add_column("BD-rate MS-SSIM", justify="right")
+        refs = ["", "", ""]
+        for clf in clfs:
+            v = ds["reference"][clf].get(kind)
+            refs.append("" if v is None else f"{100 * v:.1f}%")
+        table.add_row("uncompressed", *refs, "")
+        for label, entry in ds["codecs"].items():
+            bd = entry["bd_rate"]["ms_ssim"]
+            for i, (rate, vals) in enumerate(entry["at_bpp"].items()):
+                cells = [label if i == 0 else "", rate]
+                for m, fmt in (("ms_ssim", "{:.4f}"), ("psnr", "{:.2f}")):
+                    cells.append("-" if vals.get(m) is None else fmt.format(vals[m]))
+                for clf in clfs:
+                    v = vals.get(f"{kind}/{clf}")
+                    cells.append("-" if v is None else f"{100 * v:.1f}%")
+                cells.append(("-" if bd is None else f"{bd:+.1f}%") if i == 0 else "")
+                table.add_row(*cells, end_section=i == len(entry["at_bpp"]) - 1)
+        console.print(table)
