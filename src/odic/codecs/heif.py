@@ -83,6 +83,50 @@ def _unescape(nal: bytes) -> bytes:
     return nal.replace(b"\x00\x00\x03", b"\x00\x00")
 
 
+class _Bits:
+    """MSB-first bit reader with Exp-Golomb codes, for the few SPS fields needed."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def bit(self) -> int:
+        byte = self.data[self.pos >> 3]
+        self.pos += 1
+        return (byte >> (7 - ((self.pos - 1) & 7))) & 1
+
+    def bits(self, n: int) -> int:
+        v = 0
+        for _ in range(n):
+            v = (v << 1) | self.bit()
+        return v
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.bit() == 0:
+            zeros += 1
+        return (1 << zeros) - 1 + self.bits(zeros)
+
+
+def sps_picture_size(sps_nal: bytes) -> tuple[int, int]:
+    """Decoded (conformance-cropped) picture size from an HEVC SPS with one sub-layer."""
+    rbsp = _unescape(sps_nal)
+    if (rbsp[2] >> 1) & 0x07:
+        raise ValueError("SPS with several sub-layers is not supported")
+    r = _Bits(rbsp[15:])  # after NAL header (2), vps id/sub-layers (1) and general PTL (12)
+    r.ue()  # sps_seq_parameter_set_id
+    chroma = r.ue()
+    if chroma == 3:
+        r.bit()  # separate_colour_plane_flag
+    width, height = r.ue(), r.ue()
+    if r.bit():  # conformance window, in chroma sample units
+        sub_w = 2 if chroma in (1, 2) else 1
+        sub_h = 2 if chroma == 1 else 1
+        left, right, top, bottom = r.ue(), r.ue(), r.ue(), r.ue()
+        width -= sub_w * (left + right)
+        height -= sub_h * (top + bottom)
+    return width, height
+
+
 def _box(typ: bytes, payload: bytes) -> bytes:
     return struct.pack(">I4s", 8 + len(payload), typ) + payload
 
@@ -129,7 +173,7 @@ class HevcCodec(Codec):
 
     name = "hevc"
     quality_range = (0.0, 100.0)
-    settings = (3.0, 12.0, 22.0, 32.0, 42.0, 52.0)
+    settings = (3.0, 14.0, 26.0, 38.0, 48.0, 58.0)
 
     def __init__(self, settings: Sequence[Setting] | None = None, chroma: str | int = "444",
                  preset: str = "medium", threads: int = 1, **options: Any) -> None:
@@ -208,8 +252,12 @@ class HevcRawCodec(HevcCodec):
             n = struct.unpack(">H", data[pos : pos + 2])[0]
             params.append(data[pos + 2 : pos + 2 + n])
             pos += 2 + n
-        heif = build_heif(width, height, "444" if c444 else "420", params, data[pos:])
-        return super().decode(heif)
+        # libheif pads the picture it hands to x265 (e.g. to 64 rows) and crops with a clap box;
+        # here the HEIF gets the coded size from the SPS and the crop comes from our header.
+        coded_w, coded_h = sps_picture_size(params[1])
+        heif = build_heif(coded_w, coded_h, "444" if c444 else "420", params, data[pos:])
+        image = super().decode(heif)
+        return image if image.size == (width, height) else image.crop((0, 0, width, height))
 
     def header_bytes(self, data: bytes) -> int | None:
         return 5 + 3 * 2
