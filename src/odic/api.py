@@ -121,7 +121,7 @@ class Codec:
         out = self.model.compress(_pad(x8.to(self.device)), qcode, acode)
         return [
             pack(Stream(self._header(w, h, qcode, acode, imageio.ColorMode.RGB, 0), [(y, z)]))
-            for y, z in zip(*out["strings"])
+            for y, z in zip(*out["strings"], strict=True)
         ]
 
     @torch.no_grad()
@@ -176,7 +176,7 @@ class Codec:
     def _decode_rgb(self, stream: Stream) -> np.ndarray:
         hd = stream.header
         canvas = np.empty((hd.height, hd.width, 3), dtype=np.uint8)
-        for (top, left, th, tw), (y, z) in zip(_tile_boxes(hd), stream.tiles):
+        for (top, left, th, tw), (y, z) in zip(_tile_boxes(hd), stream.tiles, strict=True):
             try:
                 x = self.model.decompress([[y], [z]], _z_shape(th, tw), hd.quality_code, hd.alpha_code,
                                           self.device)
@@ -221,7 +221,7 @@ class Codec:
     def _codec_for(self, header: Header) -> Codec:
         if header.model_id == self.model_id and header.weights_hash == self.weights_hash:
             return self
-        for name, path in installed_models().items():
+        for _name, path in installed_models().items():
             payload = read_weights_file(path)
             if payload["model_id"] == header.model_id:
                 other = _load_path(path, self.device)

@@ -192,13 +192,13 @@ def restore(rgb: np.ndarray, mode: ColorMode, alpha: np.ndarray | None) -> Image
     if mode in (ColorMode.L, ColorMode.I16, ColorMode.LA):
         gray = np.round(rgb.astype(np.float32).mean(axis=2)).astype(np.uint8)
         if mode == ColorMode.L:
-            return Image.fromarray(gray, "L")
+            return Image.fromarray(gray)
         if mode == ColorMode.I16:
-            return Image.fromarray(gray.astype(np.uint16) * 257, "I;16")
-        return Image.fromarray(np.stack([gray, alpha], axis=2), "LA")
+            return Image.fromarray(gray.astype(np.uint16) * 257)
+        return Image.fromarray(np.stack([gray, alpha], axis=2))
     if mode == ColorMode.RGBA:
-        return Image.fromarray(np.concatenate([rgb, alpha[..., None]], axis=2), "RGBA")
-    return Image.fromarray(rgb, "RGB")
+        return Image.fromarray(np.concatenate([rgb, alpha[..., None]], axis=2))
+    return Image.fromarray(rgb)
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:

@@ -107,7 +107,7 @@ def _run_batch(files, targets, work, quiet: bool) -> int:
         progress.start()
         task = progress.add_task("odic", total=len(files))
     try:
-        for src, dst in zip(files, targets):
+        for src, dst in zip(files, targets, strict=True):
             try:
                 if dst.resolve() == src.resolve():
                     raise FileExistsError(f"{dst}: output would overwrite the input")
@@ -134,6 +134,7 @@ def _one_line(exc: BaseException) -> str:
 
 def run_compress(args) -> int:
     import odic
+
     from ..api import parse_observer
     from ..fileio import write_bytes_atomic
 
@@ -170,6 +171,7 @@ def run_compress(args) -> int:
 
 def run_decompress(args) -> int:
     import odic
+
     from ..fileio import atomic_write
 
     _configure(args)

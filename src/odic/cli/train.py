@@ -82,12 +82,12 @@ def run_train(args) -> int:
 
 
 def run_export(args) -> int:
+    from pathlib import Path
+
     import torch
 
     from ..model import ModelConfig, OdicModel
     from ..weights import export_weights
-
-    from pathlib import Path
 
     if Path(args.output).exists() and not args.force:
         raise FileExistsError(f"{args.output}: exists (use --force to overwrite)")

@@ -1,0 +1,163 @@
+"""Round trips, colour modes, header fields and rate control of the core codec."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import odic
+from odic.bitstream import ColorMode
+
+from .conftest import smooth_image
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (7, 13), (257, 129), (512, 768)])
+def test_round_trip_sizes(codec, h, w):
+    img = Image.fromarray(smooth_image(h, w))
+    data = codec.compress(img, quality=60)
+    out = codec.decompress(data)
+    assert out.size == (w, h) and out.mode == "RGB"
+    info = codec.info(data)
+    assert (info["width"], info["height"]) == (w, h)
+    assert info["bytes"] == len(data)
+    assert info["bpp"] == pytest.approx(len(data) * 8 / (w * h))
+
+
+def test_random_noise_round_trip(codec, rng):
+    arr = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    out = np.asarray(codec.decompress(codec.compress(arr, quality=100)))
+    assert out.shape == arr.shape and out.dtype == np.uint8
+
+
+def test_header_fields(codec):
+    data = codec.compress(Image.fromarray(smooth_image(40, 50)), quality=37.25, observer=0.625)
+    info = codec.info(data)
+    assert info["quality"] == 37.25
+    assert info["observer"] == 0.625
+    assert info["model_id"] == codec.model_id
+    assert info["weights_hash"] == codec.weights_hash.hex()
+    assert info["format_version"] == 1
+    assert info["mode"] == "RGB"
+
+
+def test_observer_names(codec):
+    img = Image.fromarray(smooth_image(32, 32))
+    assert codec.info(codec.compress(img, observer="machine"))["observer"] == 1.0
+    assert codec.info(codec.compress(img, observer="human"))["observer"] == 0.0
+    with pytest.raises(ValueError, match="observer"):
+        codec.compress(img, observer="robot")
+    with pytest.raises(ValueError, match="observer"):
+        codec.compress(img, observer=1.5)
+    with pytest.raises(ValueError, match="quality"):
+        codec.compress(img, quality=101)
+
+
+def test_quality_orders_rate(codec):
+    img = Image.fromarray(smooth_image(128, 128))
+    sizes = [len(codec.compress(img, quality=q)) for q in (0, 50, 100)]
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+def _gray(h=33, w=47):
+    return smooth_image(h, w)[..., 0]
+
+
+@pytest.mark.parametrize(
+    "make,mode,expected_mode",
+    [
+        (lambda: Image.fromarray(_gray()), "L", "L"),
+        (lambda: Image.fromarray(_gray()).convert("1"), "1", "L"),
+        (lambda: Image.fromarray(np.dstack([smooth_image(33, 47), _gray()])), "RGBA", "RGBA"),
+        (lambda: Image.fromarray(np.dstack([_gray(), _gray()[::-1]])), "LA", "LA"),
+        (lambda: Image.fromarray(smooth_image(33, 47)).convert("P"), "P", "RGB"),
+        (lambda: Image.fromarray(smooth_image(33, 47)).convert("CMYK"), "CMYK", "RGB"),
+        (lambda: Image.fromarray(_gray().astype(np.uint16) * 257), "I;16", "I;16"),
+        (lambda: Image.fromarray(smooth_image(33, 47)).convert("YCbCr"), "YCbCr", "RGB"),
+    ],
+)
+def test_color_modes(codec, make, mode, expected_mode):
+    img = make()
+    assert img.mode == mode
+    out = codec.decompress(codec.compress(img, quality=80))
+    assert out.mode == expected_mode
+    assert out.size == img.size
+
+
+def test_alpha_is_lossless(codec):
+    alpha = (np.arange(33 * 47).reshape(33, 47) % 256).astype(np.uint8)
+    img = Image.fromarray(np.dstack([smooth_image(33, 47), alpha]))
+    out = codec.decompress(codec.compress(img))
+    assert np.array_equal(np.asarray(out)[..., 3], alpha)
+
+
+def test_palette_with_transparency_keeps_alpha(codec):
+    img = Image.fromarray(smooth_image(20, 20)).convert("P")
+    img.info["transparency"] = 0
+    out = codec.decompress(codec.compress(img))
+    assert out.mode == "RGBA"
+
+
+def test_numpy_and_tensor_inputs(codec):
+    arr = smooth_image(40, 56)
+    for x in (arr, arr.astype(np.uint16) * 257, arr.astype(np.float32) / 255, torch.from_numpy(arr).permute(2, 0, 1)):
+        out = codec.decompress(codec.compress(x, quality=70))
+        assert out.size == (56, 40)
+    info = codec.info(codec.compress(arr.astype(np.uint16) * 257))
+    assert info["mode"] == ColorMode.RGB16.name
+    assert codec.info(codec.compress(arr[..., 0]))["mode"] == "L"
+
+
+def test_exif_orientation_applied(codec, tmp_path):
+    img = Image.fromarray(smooth_image(20, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise for display
+    path = tmp_path / "rot.jpg"
+    img.save(path, exif=exif.tobytes())
+    out = codec.decompress(codec.compress(path))
+    assert out.size == (20, 40)
+
+
+def test_batch_path_matches_single(codec):
+    x = torch.stack([torch.from_numpy(smooth_image(64, 80, s)).permute(2, 0, 1) for s in range(3)]).float() / 255
+    streams = codec.compress_batch(x, quality=40, observer=0.5)
+    batch = codec.decompress_batch(streams)
+    assert batch.shape == x.shape
+    for i, s in enumerate(streams):
+        single = np.asarray(codec.decompress(s))
+        assert np.array_equal((batch[i] * 255).round().byte().permute(1, 2, 0).numpy(), single)
+        # same bits as the single-image path
+        img = Image.fromarray((x[i] * 255).round().byte().permute(1, 2, 0).numpy())
+        assert codec.compress(img, quality=40, observer=0.5) == s
+
+
+def test_tiled_round_trip(codec):
+    img = Image.fromarray(smooth_image(200, 300))
+    data = codec.compress(img, tile=128)
+    info = codec.info(data)
+    assert info["tiles"] == 6 and info["tile_size"] == 128
+    assert codec.decompress(data).size == (300, 200)
+
+
+def test_size_target_fits(codec):
+    img = Image.fromarray(smooth_image(128, 192))
+    big = len(codec.compress(img, quality=90))
+    limit = big // 2
+    data = codec.compress(img, size_bytes=limit)
+    assert len(data) <= limit
+
+
+def test_bpp_target_on_kodak(codec, shared_data):
+    for name in ("kodim05.png", "kodim23.png"):
+        img = Image.open(shared_data / "kodak" / name)
+        for target in (0.25, 0.6):
+            data = codec.compress(img, bpp=target)
+            got = len(data) * 8 / (img.width * img.height)
+            assert abs(got - target) / target < 0.10, (name, target, got)
+
+
+def test_load_by_name_and_unknown():
+    assert odic.load("odic-base").model_id
+    with pytest.raises(FileNotFoundError, match="not installed"):
+        odic.load("no-such-model")
