@@ -25,9 +25,9 @@ CLASSICAL = ["jpeg", "jpeg:chroma=444", "webp", "jpeg2000", "hevc", "hevc:chroma
 
 @pytest.fixture(scope="module")
 def image() -> Image.Image:
-    """A 72x56 photo crop (odd multiples of 8, not of 16/64) so padding paths are exercised."""
-    with Image.open("/work/shared/data/kodak/kodim23.png") as im:
-        return im.convert("RGB").crop((300, 200, 372, 256))
+    """A 72x56 photo crop (multiples of 8, not of 16/64) so padding paths are exercised."""
+    data = pytest.importorskip("skimage.data")
+    return Image.fromarray(data.astronaut()).crop((180, 60, 252, 116))
 
 
 def _psnr(a: Image.Image, b: Image.Image) -> float:
@@ -39,7 +39,7 @@ def _psnr(a: Image.Image, b: Image.Image) -> float:
 def test_round_trip_and_truthful_bytes(spec: str, image: Image.Image, tmp_path) -> None:
     codec = codec_from_spec(spec)
     assert isinstance(codec, Codec) and codec.settings
-    setting = codec.settings[len(codec.settings) // 2]
+    setting = codec.settings[-2]  # settings rise in rate: a mid-high rate
     data = codec.encode(image, setting)
     assert isinstance(data, bytes) and len(data) > 0
     # The bytes are the whole file: written to disk and read back they decode to the same image.

@@ -259,7 +259,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any] | None:
     rank, world = _dist()
     for label, why in skipped.items():
         if rank == 0:
-            _log(f"skipping {label}: {why}")
+            _log(f"odic bench: skipping {label} ({why})")
     if not codecs:
         raise BenchError("none of the requested codecs is available")
     observers = build_observers(cfg.classifiers, cfg.device)

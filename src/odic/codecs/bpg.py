@@ -34,7 +34,7 @@ class BpgCodec(Codec):
         self.enc, self.dec = shutil.which("bpgenc"), shutil.which("bpgdec")
         if not (self.enc and self.dec):
             raise CodecUnavailable(
-                "bpg: bpgenc/bpgdec are not on PATH (build libbpg from https://bellard.org/bpg/); skipped"
+                "bpg: bpgenc/bpgdec are not on PATH (build libbpg from https://bellard.org/bpg/)"
             )
         self.chroma = str(chroma)
         self.level = int(level)

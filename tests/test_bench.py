@@ -1,0 +1,233 @@
+"""The benchmark: worked examples for interpolation and BD-rate, the protocol, a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from odic.bench import BenchConfig, DatasetError, bd_rate, interp_at_bpp, load_dataset, run_bench
+from odic.bench.metrics import msssim, psnr
+from odic.bench.protocol import centre_crop, reference_crop
+from odic.bench.summary import BASE_COLUMNS
+
+# ----------------------------------------------------------------------------- worked examples
+
+
+def test_interp_on_log_bpp_worked_example() -> None:
+    # Value = log2(bpp / 0.05): exactly linear in log(bpp), so interpolation is exact.
+    bpp = [0.1, 0.2, 0.4, 0.8]
+    vals = [1.0, 2.0, 3.0, 4.0]
+    got = interp_at_bpp(bpp, vals, [0.1, 0.125, 0.25, 0.5, 1.0, 0.05])
+    assert got[0] == pytest.approx(1.0)
+    assert got[1] == pytest.approx(1 + math.log2(1.25))  # 1.3219
+    assert got[2] == pytest.approx(2 + math.log2(1.25))
+    assert got[3] == pytest.approx(3 + math.log2(1.25))
+    assert got[4] is None and got[5] is None  # outside the measured range: null, not extrapolated
+    assert interp_at_bpp([0.3, 0.1], [2.0, None], [0.2]) == [None]  # one usable point only
+    assert interp_at_bpp([0.4, 0.1], [2.0, 1.0], [0.2]) == [pytest.approx(1.5)]  # unsorted input
+
+
+def test_bd_rate_worked_examples() -> None:
+    rates = np.array([0.1, 0.2, 0.4, 0.8, 1.6])
+    q = 30 + 5 * np.log(rates)  # quality linear in log-rate: the cubic fit is exact
+    # The same quality with 20% fewer bits everywhere: BD-rate is exactly -20%.
+    assert bd_rate(rates, q, rates * 0.8, q) == pytest.approx(-20.0, abs=1e-6)
+    # Identical curves: 0.
+    assert bd_rate(rates, q, rates, q) == pytest.approx(0.0, abs=1e-9)
+    # +1 dB at every rate with slope 5 dB per e-fold: exp(-1/5) - 1 = -18.127%.
+    assert bd_rate(rates, q, rates, q + 1) == pytest.approx((math.exp(-0.2) - 1) * 100, abs=1e-6)
+    # Twice the bits: +100%.
+    assert bd_rate(rates, q, rates * 2, q) == pytest.approx(100.0, abs=1e-6)
+    # No overlap in quality: undefined.
+    assert bd_rate(rates, q, rates, q + 100) is None
+    assert bd_rate([0.1], [30.0], rates, q) is None
+
+
+def test_metrics_known_values() -> None:
+    a = Image.new("RGB", (64, 64), (100, 100, 100))
+    b = Image.new("RGB", (64, 64), (110, 100, 100))  # MSE = 100 / 3
+    assert psnr(a, b) == pytest.approx(10 * math.log10(255**2 / (100 / 3)))
+    assert psnr(a, a) == math.inf
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
+    assert msssim(noise, noise) == pytest.approx(1.0, abs=1e-5)  # small image: window shrinks
+
+
+def test_protocol_crops_follow_the_classifier_input() -> None:
+    from odic.observers import get_spec
+
+    sizes = {n: get_spec(n).crop_size for n in ("efficientnet_lite0", "efficientnet_lite1",
+                                                "efficientnet_lite2", "inception_v3")}
+    assert sizes == {"efficientnet_lite0": 256, "efficientnet_lite1": 272, "efficientnet_lite2": 304,
+                     "inception_v3": 336}
+    im = Image.new("RGB", (500, 333))
+    crop = reference_crop(im, 256)
+    assert crop.size == (256, 256)
+    assert centre_crop(crop, 224).size == (224, 224)
+    assert reference_crop(Image.new("RGB", (336, 336)), 336).size == (336, 336)
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def _photos(n: int = 2, size: tuple[int, int] = (96, 80)) -> list[Image.Image]:
+    data = pytest.importorskip("skimage.data")
+    arrays = [data.astronaut(), data.coffee(), data.chelsea()][:n]
+    return [Image.fromarray(a).resize(size, Image.BILINEAR) for a in arrays]
+
+
+def test_dataset_layouts(tmp_path: Path) -> None:
+    ims = _photos(2)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i, im in enumerate(ims):
+        im.save(flat / f"img{i}.png")
+    ds = load_dataset("flat", str(flat))
+    assert (ds.layout, ds.labelled, ds.classify, len(ds)) == ("folder", False, False, 2)
+
+    (flat / "labels.csv").write_text("file,label\nimg0.png,3\nimg1.png,7\n")
+    ds = load_dataset("lab", str(flat))
+    assert ds.layout == "labels.csv" and [it.label for it in ds.items] == [3, 7]
+
+    tree = tmp_path / "tree"
+    for cls, im in zip(("n02", "n01"), ims, strict=True):
+        (tree / cls).mkdir(parents=True)
+        im.save(tree / cls / "a.jpg")
+    ds = load_dataset("tree", str(tree))
+    assert ds.layout == "imagefolder"
+    assert {it.key: it.label for it in ds.items} == {"n01/a.jpg": 0, "n02/a.jpg": 1}
+
+    val = tmp_path / "val"
+    val.mkdir()
+    for i, im in enumerate(ims):
+        im.save(val / f"ILSVRC2012_val_0000000{i + 1}.JPEG")
+    (tmp_path / "val.txt").write_text("ILSVRC2012_val_00000001.JPEG 65\nILSVRC2012_val_00000002.JPEG 970\n")
+    ds = load_dataset("val", f"{val}:{tmp_path / 'val.txt'}")
+    assert ds.layout == "ilsvrc2012-val" and [it.label for it in ds.items] == [65, 970]
+
+    with pytest.raises(DatasetError):
+        load_dataset("missing", str(tmp_path / "nope"))
+    with pytest.raises(DatasetError):
+        load_dataset("badlabels", f"{flat}:{tmp_path / 'none.csv'}")
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("bench")
+    ims = _photos(2)
+    human = root / "human"
+    human.mkdir()
+    for i, im in enumerate(ims):
+        im.save(human / f"p{i}.png")
+    labelled = root / "labelled"
+    labelled.mkdir()
+    for i, im in enumerate(_photos(2, (300, 280))):
+        im.save(labelled / f"q{i}.png")
+    (labelled / "labels.csv").write_text("file,label\nq0.png,1\nq1.png,967\n")
+    cfg = BenchConfig(
+        datasets=[load_dataset("human", str(human)), load_dataset("labelled", str(labelled))],
+        codecs=["jpeg:q=5/30/80", "webp:q=5/50/90", "bpg"], classifiers=["efficientnet_lite0"],
+        out=root / "out", progress=False,
+    )
+    summary = run_bench(cfg)
+    return root / "out", summary
+
+
+def test_tiny_bench_writes_documented_files(tiny_bench) -> None:
+    out, summary = tiny_bench
+    for name in ("results.csv", "summary.json", "plots/rd-human.png", "plots/rd-human.svg",
+                 "plots/rd-labelled.png", "plots/accuracy-labelled.svg"):
+        assert (out / name).exists(), name
+    with open(out / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert set(BASE_COLUMNS) <= set(rows[0])
+    for col in ("top1/efficientnet_lite0", "top5/efficientnet_lite0", "agree/efficientnet_lite0"):
+        assert col in rows[0]
+    # jpeg + webp + the automatically added hevc-raw reference: 3 settings + 3 + 6, on 2 + 2 images.
+    assert len(rows) == (3 + 3 + 6) * 4
+    for r in rows:
+        assert float(r["bpp"]) == pytest.approx(int(r["bytes"]) * 8 / (int(r["width"]) * int(r["height"])))
+        assert float(r["encode_s"]) >= 0 and float(r["decode_s"]) >= 0
+    assert {r["crop"] for r in rows if r["dataset"] == "labelled"} == {"256"}
+
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["schema"] == "odic-bench/1"
+    for key in ("created", "command", "odic_version", "seed", "threads", "world_size", "at_bpp_targets",
+                "reference_codec", "protocol", "codecs", "odic_model_ids", "skipped_codecs", "classifiers",
+                "notes", "datasets", "plots"):
+        assert key in on_disk, key
+    assert "bpg" in on_disk["skipped_codecs"] or "bpg" in on_disk["codecs"]
+    assert on_disk["codecs"]["jpeg"]["version"].startswith("libjpeg-turbo")
+    ds = on_disk["datasets"]["labelled"]
+    assert ds["crops"] == {"efficientnet_lite0": 256} and ds["primary_crop"] == 256
+    ref = ds["reference"]["efficientnet_lite0"]
+    assert set(ref) >= {"top1", "top5", "agree", "n_images", "crop_size", "input_size"}
+    entry = ds["codecs"]["jpeg"]
+    assert [e["setting"] for e in entry["curve"]] == [5.0, 30.0, 80.0]
+    for e in entry["curve"]:
+        for k in ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s", "peak_mem_mb", "n_images",
+                  "top1/efficientnet_lite0", "top5/efficientnet_lite0", "agree/efficientnet_lite0",
+                  "bpp/efficientnet_lite0"):
+            assert k in e, k
+    assert set(entry["at_bpp"]) == {"0.125", "0.25", "0.5", "1"}
+    assert set(entry["at_bpp"]["0.5"]) >= {"psnr", "ms_ssim", "top1/efficientnet_lite0"}
+    assert set(entry["bd_rate"]) == {"reference", "ms_ssim", "psnr"}
+    assert ds["codecs"]["hevc-raw"]["bd_rate"]["psnr"] == pytest.approx(0.0, abs=1e-9)
+    human = on_disk["datasets"]["human"]
+    assert human["crops"] == {} and human["primary_crop"] is None
+    assert "top1/efficientnet_lite0" not in human["codecs"]["jpeg"]["curve"][0]
+
+
+def test_tiny_bench_resumes_without_recomputing(tiny_bench) -> None:
+    out, _ = tiny_bench
+    before = {p.name: p.stat().st_size for p in (out / "cache").glob("*.jsonl")}
+    cfg = BenchConfig(
+        datasets=[load_dataset("human", str(out.parent / "human")),
+                  load_dataset("labelled", str(out.parent / "labelled"))],
+        codecs=["jpeg:q=5/30/80", "webp:q=5/50/90"], classifiers=["efficientnet_lite0"],
+        out=out, progress=False, plots=False,
+    )
+    summary = run_bench(cfg)
+    after = {p.name: p.stat().st_size for p in (out / "cache").glob("*.jsonl")}
+    assert after == before
+    assert summary["datasets"]["labelled"]["codecs"]["webp"]["curve"][0]["n_images"] == 2
+
+
+def test_cli_bad_input_is_one_line_error(tmp_path: Path, capsys) -> None:
+    from odic.cli import main
+
+    rc = main(["bench", "--data", f"x={tmp_path / 'missing'}", "--out", str(tmp_path / "o"), "-q"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "imgs" / "a.png")
+    for extra in (["--codecs", "nosuchcodec"], ["--codecs", "jpeg:chroma=411"],
+                  ["--classifiers", "nosuchnet"], ["--at-bpp", "-1"]):
+        rc = main(["bench", "--data", f"x={tmp_path / 'imgs'}", "--out", str(tmp_path / "o"), "-q", *extra])
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.strip().splitlines() if not ln.startswith("odic bench: skipping")]
+        assert rc != 0 and "Traceback" not in err and len(lines) == 1, (extra, err)
+        assert lines[0].startswith("odic: error:")
+
+
+def test_demo_runs_on_scikit_image_photos(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("skimage")
+    from odic.cli import main
+
+    rc = main(["demo", "--codecs", "jpeg:q=10/50", "--out", str(tmp_path / "demo"), "-q"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "skimage-photos" in printed and "agree" in printed
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    ds = summary["datasets"]["skimage-photos"]
+    assert ds["n_images"] == 5 and ds["crops"] == {"efficientnet_lite0": 256}
+    assert (tmp_path / "demo" / "plots" / "accuracy-skimage-photos.png").exists()
