@@ -285,6 +285,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any] | None:
                     _sweep_image(ds, item, crop, clfs, codecs, observers, cache, original)
                     progress.advance(task)
     _barrier(world)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     if rank != 0:
         return None
     cache.reload()
