@@ -15,3 +15,5 @@ from .api import Codec, load  # noqa: E402
 from .version import __version__  # noqa: E402
 
 __all__ = ["Codec", "load", "__version__"]
+
+from . import pillow_plugin  # noqa: F401,E402  (registers .odic with Pillow)
