@@ -9,6 +9,10 @@ _STYLE = {"odic": "-", "hevc-raw": "--"}
 
 
 def _plot_curves(ax, codecs: dict[str, Any], rate_key: str, metric: str) -> None:  # noqa: ANN001
+    import matplotlib.pyplot as plt
+
+    # Up to 20 distinct colours: ten classical codecs plus several odic observers stay apart.
+    ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
     for label, entry in codecs.items():
         pts = [(e.get(rate_key), e.get(metric)) for e in entry["curve"]]
         pts = [(b, v) for b, v in pts if b is not None and v is not None]
