@@ -209,3 +209,57 @@ def write_outputs(cfg: BenchConfig, codecs: dict[str, Codec], skipped: dict[str,
         with open(out / "summary.json", "w") as fh:
             json.dump(summary, fh, indent=1)
     return summary
+
+
+def at_bpp_markdown(summary: dict[str, Any], metrics: list[str] | None = None) -> str:
+    """The at_bpp tables of a summary as Markdown (one table per dataset), for docs and reports.
+
+    Rows: codec x metric (default: MS-SSIM, PSNR and, per classifier, top-1 or agreement);
+    columns: the at_bpp rates; then a BD-rate table. ``-`` = rate not reached.
+    """
+    lines: list[str] = []
+    for ds_name, ds in summary["datasets"].items():
+        kind = "top1" if ds["labelled"] else "agree"
+        cols = metrics or (["ms_ssim", "psnr"] + [f"{kind}/{c}" for c in ds["crops"]])
+        rates = [f"{t:g}" for t in summary["at_bpp_targets"]]
+        where = f"{ds['primary_crop']} px crops" if ds["primary_crop"] else "whole images"
+        lines += [f"**{ds_name}** ({ds['n_images']} images; human metrics on {where})", ""]
+        if ds["crops"]:
+            refs = ", ".join(
+                f"{c}: top-1 {_pct(r['top1'])}, top-5 {_pct(r['top5'])} ({r['crop_size']} px crop)"
+                for c, r in ds["reference"].items()
+            ) if ds["labelled"] else "agreement 100% by definition"
+            lines += [f"Uncompressed reference: {refs}.", ""]
+        lines += ["| codec | metric | " + " | ".join(f"{r} bpp" for r in rates) + " |",
+                  "|---|---|" + "---:|" * len(rates)]
+        for m in cols:
+            for label, entry in ds["codecs"].items():
+                cells = [_fmt_metric(m, entry["at_bpp"][r].get(m)) for r in rates]
+                lines.append(f"| {label} | {m} | " + " | ".join(cells) + " |")
+        lines += ["", f"BD-rate against {summary['reference_codec']} (negative = fewer bits):", "",
+                  "| codec | MS-SSIM | PSNR |", "|---|---:|---:|"]
+        for label, entry in ds["codecs"].items():
+            bd = entry["bd_rate"]
+            lines.append(f"| {label} | {_fmt_pct_signed(bd['ms_ssim'])} | {_fmt_pct_signed(bd['psnr'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _fmt_pct_signed(v: float | None) -> str:
+    return "-" if v is None else f"{v:+.1f}%"
+
+
+def _fmt_metric(metric: str, v: float | None) -> str:
+    if v is None:
+        return "-"
+    if metric == "psnr":
+        return f"{v:.2f}"
+    if metric == "ms_ssim":
+        return f"{v:.4f}"
+    if "/" in metric:
+        return _pct(v)
+    return f"{v:.4g}"
