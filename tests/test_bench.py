@@ -231,3 +231,20 @@ def test_demo_runs_on_scikit_image_photos(tmp_path: Path, capsys) -> None:
     ds = summary["datasets"]["skimage-photos"]
     assert ds["n_images"] == 5 and ds["crops"] == {"efficientnet_lite0": 256}
     assert (tmp_path / "demo" / "plots" / "accuracy-skimage-photos.png").exists()
+
+
+def test_ilsvrc_devkit_ground_truth_maps_to_sorted_wnid_index(tmp_path: Path) -> None:
+    sio = pytest.importorskip("scipy.io")
+    # Devkit ids follow ILSVRC's own order; the standard index is the position among sorted wnids.
+    synsets = np.array(
+        [(1, "n03000000", 0), (2, "n01000000", 0), (3, "n02000000", 0), (1001, "n00001740", 3)],
+        dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("num_children", "O")],
+    )
+    sio.savemat(tmp_path / "meta.mat", {"synsets": synsets})
+    (tmp_path / "ILSVRC2012_validation_ground_truth.txt").write_text("1\n2\n3\n")
+    val = tmp_path / "val"
+    val.mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(val / f"ILSVRC2012_val_0000000{i + 1}.JPEG")
+    ds = load_dataset("val", f"{val}:{tmp_path / 'ILSVRC2012_validation_ground_truth.txt'}")
+    assert [it.label for it in ds.items] == [2, 0, 1]
