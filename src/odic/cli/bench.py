@@ -88,6 +88,19 @@ def _split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as typed when run from a shell, else rebuilt from the parsed options."""
+    if sys.argv[1:2] == ["bench"]:
+        return shlex.join(["odic", *sys.argv[1:]])
+    parts = ["odic", "bench", *[f"--data={d}" for d in args.data], f"--codecs={args.codecs}",
+             f"--out={args.out}", f"--threads={args.threads}"]
+    if args.classifiers:
+        parts.append(f"--classifiers={args.classifiers}")
+    if args.limit:
+        parts.append(f"--limit={args.limit}")
+    return shlex.join(parts)
+
+
 def run_bench_command(args: argparse.Namespace) -> int:
     """Handler of ``odic bench``."""
     from odic.bench import BenchConfig, BenchError, DatasetError, run_bench
@@ -102,7 +115,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         cfg = BenchConfig(datasets=datasets, codecs=_split(args.codecs), out=Path(args.out),
                           classifiers=_split(args.classifiers), limit=args.limit, threads=args.threads,
                           device=args.device, at_bpp=at_bpp, plots=not args.no_plots,
-                          progress=not args.quiet, command=shlex.join(["odic", *sys.argv[2:]]))
+                          progress=not args.quiet, command=_command_line(args))
         summary = run_bench(cfg)
     except (BenchError, DatasetError, ValueError) as exc:
         return _err(str(exc))
