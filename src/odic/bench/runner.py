@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from odic.codecs import Codec, CodecUnavailable, codec_from_spec, parse_codec_spec
 
-from .datasets import Dataset
+from .datasets import Dataset, Item
 from .metrics import msssim, psnr
 from .protocol import classify_top5, measure, reference_crop
 
@@ -95,6 +96,7 @@ def build_codecs(specs: Iterable[str], add_reference: bool = True) -> tuple[dict
 
 
 def build_observers(names: Iterable[str], device: str) -> dict[str, torch.nn.Module]:
+    """Create the classifiers by name; unknown or uninstalled ones raise BenchError."""
     from odic.observers import ObserverUnavailable, create_observer
 
     out = {}
@@ -198,8 +200,8 @@ def _progress(enabled: bool):  # noqa: ANN202 - rich Progress or a stand-in
     return _Null()
 
 
-def _sweep_image(ds: Dataset, item, crop: int | None, clfs: list[str], codecs: dict[str, Codec],
-                 observers: dict[str, torch.nn.Module], cache: Cache, original) -> None:
+def _sweep_image(ds: Dataset, item: Item, crop: int | None, clfs: list[str], codecs: dict[str, Codec],
+                 observers: dict[str, torch.nn.Module], cache: Cache, original: Image.Image) -> None:
     """All codecs and settings for one image at one crop size; rows go to the cache."""
     image = reference_crop(original, crop) if crop else original
     refs: dict[str, list[int]] = {}
@@ -272,7 +274,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any] | None:
             groups = crop_groups(ds, observers)
             task = progress.add_task(f"{ds.name} (rank {rank}/{world})", total=len(shard) * len(groups))
             for item in shard:
-                original = None
+                original: Image.Image | None = None
                 for crop, clfs in groups.items():
                     if _done(ds, item, crop, clfs, codecs, cache):
                         progress.advance(task)
@@ -295,7 +297,9 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any] | None:
     return write_outputs(cfg, codecs, skipped, observers, cache, world)
 
 
-def _done(ds: Dataset, item, crop, clfs, codecs: dict[str, Codec], cache: Cache) -> bool:
+def _done(ds: Dataset, item: Item, crop: int | None, clfs: list[str], codecs: dict[str, Codec],
+          cache: Cache) -> bool:
+    """True when every row and reference output of this image and crop is already cached."""
     if any(ref_key(ds.name, item.key, c, crop) not in cache.refs for c in clfs):
         return False
     return all(row_key(ds.name, item.key, label, s, crop) in cache.rows
