@@ -57,7 +57,8 @@ def test_save_with_bpp_and_size_bytes(photo) -> None:
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "LA", "I;16"])
 def test_modes_come_back(photo, mode) -> None:
-    src = photo.convert(mode) if mode != "I;16" else Image.fromarray(np.asarray(photo.convert("L")).astype(np.uint16) * 257)
+    gray16 = np.asarray(photo.convert("L")).astype(np.uint16) * 257
+    src = photo.convert(mode) if mode != "I;16" else Image.fromarray(gray16)
     buf = io.BytesIO()
     src.save(buf, format="ODIC", quality=60)
     with Image.open(io.BytesIO(buf.getvalue())) as im:
