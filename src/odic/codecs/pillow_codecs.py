@@ -110,7 +110,10 @@ class WebpCodec(Codec):
 
 @register_codec("jpeg2000")
 class Jpeg2000Codec(Codec):
-    """JPEG 2000 (OpenJPEG), irreversible 9/7 wavelet, bare J2K codestream (no JP2 boxes).
+    """JPEG 2000 (OpenJPEG), 9/7 wavelet with the YCbCr colour transform, bare J2K codestream.
+
+    Pillow's default is no colour transform (``mct=0``: R, G, B coded separately), which costs
+    about 4 dB on Kodak at 1 bpp; ``mct=1`` is what OpenJPEG's own tools use for RGB.
 
     The setting is the compression ratio against 24-bit RGB, so bpp is about 24 / ratio.
     """
@@ -128,10 +131,13 @@ class Jpeg2000Codec(Codec):
 
     def encode(self, image: Image.Image, setting: Setting) -> bytes:
         return _save(image, "JPEG2000", quality_mode="rates", quality_layers=[float(setting)],
-                     irreversible=True, no_jp2=True)
+                     irreversible=True, mct=1, no_jp2=True)
 
     def decode(self, data: bytes) -> Image.Image:
         return _open_rgb(data)
+
+    def options(self) -> dict[str, Any]:
+        return {"irreversible": True, "mct": 1, "layers": 1}
 
     def version(self) -> str:
         return f"OpenJPEG {features.version('jpg_2000')} (Pillow {Image.__version__})"
