@@ -114,11 +114,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """Encode ``im`` with the options given to ``Image.save`` (see the module docstring)."""
     opts = im.encoderinfo
     codec = opts.get("codec") or _codec(opts.get("model"))
-    image = im
-    if im.mode not in ("RGB", "L", "RGBA", "LA", "I;16"):
-        image = im.convert("RGBA" if im.has_transparency_data else "RGB")
+    # The API's own mode policy applies (P -> RGB/RGBA, 1 -> L, I -> I;16, ICC -> sRGB, EXIF rotation).
     data = codec.compress(
-        image,
+        im,
         opts.get("quality"),
         opts.get("observer", 0.0),
         bpp=opts.get("bpp"),
