@@ -511,9 +511,12 @@ def make_crops(summary: dict[str, Any], ds_name: str, ds: dict[str, Any], *, n_i
     specs = _crop_specs(summary)
     for _title, spec in specs:
         try:
-            from .codecs import codec_from_spec
+            from .codecs import create_codec, parse_codec_spec
 
-            codecs[spec] = codec_from_spec(spec)
+            name, opts = parse_codec_spec(spec)
+            if name == "odic":
+                opts.setdefault("device", device)
+            codecs[spec] = create_codec(name, **opts)
         except Exception as exc:  # noqa: BLE001 - shown in the tile instead
             errors[spec] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     rows = []
