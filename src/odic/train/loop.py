@@ -128,6 +128,16 @@ def validate(model: OdicModel, observer, images: torch.Tensor, points) -> list[d
     return rows
 
 
+def _validation_batch(images: list[torch.Tensor], limit: int = 16) -> torch.Tensor | None:
+    """Top-left squares of one size (up to 256 px, a multiple of 64) from the validation images."""
+    sides = [min(im.shape[-2:]) for im in images]
+    if not sides or max(sides) < 64:
+        return None
+    side = min(256, max(sides) // 64 * 64)
+    crops = [im[:, :side, :side] for im in images if min(im.shape[-2:]) >= side][:limit]
+    return torch.stack(crops).float() / 255.0
+
+
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) a training run; returns the run folder."""
     device = _setup_distributed()
@@ -147,9 +157,7 @@ def train(cfg: TrainConfig) -> Path:
     else:
         val_files, files = files[-cfg.val_count :], files[: -cfg.val_count]
     sampler = CropSampler(load_images(files), cfg.crop, seed=cfg.seed + 1000 * rank)
-    val_imgs = torch.stack(
-        [im[:, :256, :256] for im in load_images(val_files) if min(im.shape[-2:]) >= 256][:16]
-    ).float() / 255.0
+    val_imgs = _validation_batch(load_images(val_files))
 
     torch.manual_seed(cfg.seed)
     model = OdicModel(ModelConfig(N=cfg.N, M=cfg.M)).to(device)
@@ -221,7 +229,7 @@ def train(cfg: TrainConfig) -> Path:
 
             for k, v in (("loss", loss), ("bpp", bpp.mean()), ("d_human", d["d_human"].mean()),
                          ("d_machine", d["d_machine"].mean()), ("aux", aux)):
-                acc[k] = acc.get(k, 0.0) + float(v)
+                acc[k] = acc.get(k, 0.0) + float(v.detach())
             if rank == 0 and step % cfg.log_every == 0:
                 row = {k: v / cfg.log_every for k, v in acc.items()}
                 acc = {}
@@ -235,7 +243,7 @@ def train(cfg: TrainConfig) -> Path:
             elif progress and step % 5 == 0:
                 progress.update(task, completed=step)
 
-            if rank == 0 and cfg.val_every and step % cfg.val_every == 0:
+            if rank == 0 and cfg.val_every and step % cfg.val_every == 0 and val_imgs is not None:
                 rows = validate(model, observer, val_imgs.to(device), val_points)
                 new = not val_path.exists()
                 with open(val_path, "a", newline="") as f:

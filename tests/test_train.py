@@ -1,0 +1,93 @@
+"""Training: a tiny model learns, --resume continues bit for bit, torchrun with 2 processes runs."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from odic.train import TrainConfig, train
+
+from .conftest import smooth_image
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    for i in range(10):
+        Image.fromarray(smooth_image(72, 80, seed=i)).save(root / f"img{i}.png")
+    Image.fromarray(smooth_image(40, 50, seed=99)).save(root / "small.png")  # smaller than the crop
+    return root
+
+
+def _cfg(data: Path, out: Path, steps: int, **kw) -> TrainConfig:
+    base = dict(data=[str(data)], val_count=2, out=str(out), steps=steps, crop=64, batch=4, N=16, M=24,
+                lr=1e-3, alpha=0.0, val_every=0, log_every=5, threads=1, progress=False, ckpt_minutes=60)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _losses(run: Path) -> list[float]:
+    with open(run / "log.csv") as f:
+        return [float(r["loss"]) for r in csv.DictReader(f)]
+
+
+def test_tiny_model_learns(tiny_data, tmp_path):
+    run = train(_cfg(tiny_data, tmp_path / "run", 40))
+    losses = _losses(run)
+    assert len(losses) == 8
+    assert sum(losses[-2:]) / 2 < 0.8 * sum(losses[:2]) / 2, losses
+
+
+def test_resume_is_bit_exact(tiny_data, tmp_path):
+    straight = train(_cfg(tiny_data, tmp_path / "a", 20))
+    train(_cfg(tiny_data, tmp_path / "b", 10))
+    resumed = train(_cfg(tiny_data, tmp_path / "b", 20, resume=True))
+    sa = torch.load(straight / "last.pt", weights_only=False)
+    sb = torch.load(resumed / "last.pt", weights_only=False)
+    assert sa["step"] == sb["step"] == 20
+    for k, v in sa["model"].items():
+        assert torch.equal(v, sb["model"][k]), k
+    assert _losses(straight) == _losses(resumed)
+
+
+def test_machine_observer_path_runs(tiny_data, tmp_path):
+    run = train(_cfg(tiny_data, tmp_path / "m", 2, alpha=None, batch=2, log_every=1, val_every=2, val_count=2))
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert len(rows) == 2 and all(float(r["d_machine"]) >= 0 for r in rows)
+    val = list(csv.DictReader(open(run / "val.csv")))
+    assert {"bpp", "msssim", "top1_agree"} <= set(val[0])
+
+
+def test_export_and_load(tiny_data, tmp_path):
+    import odic
+    from odic.cli import main
+
+    run = train(_cfg(tiny_data, tmp_path / "e", 2))
+    out = tmp_path / "tiny.pt"
+    assert main(["export", str(run / "last.pt"), "-o", str(out), "--model-id", "tiny-test"]) == 0
+    codec = odic.load(out)
+    data = codec.compress(smooth_image(30, 30), quality=50)
+    assert codec.info(data)["model_id"] == "tiny-test"
+    assert codec.decompress(data).size == (30, 30)
+
+
+@pytest.mark.skipif(not shutil.which("torchrun", path=os.path.dirname(sys.executable)), reason="torchrun missing")
+def test_torchrun_two_processes(tiny_data, tmp_path):
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    out = tmp_path / "ddp"
+    cmd = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "odic", "train", "--data", str(tiny_data),
+           "--val-count", "2", "--out", str(out), "--steps", "4", "--crop", "64", "--batch", "2", "--N", "16",
+           "--M", "24", "--alpha", "0", "--threads", "1", "--val-every", "0", "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert state["step"] == 4 and state["world"] == 2
+    assert (out / "last.pt.rank1").exists()
