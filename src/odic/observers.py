@@ -14,8 +14,8 @@ from __future__ import annotations
 import importlib
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -87,7 +87,7 @@ class Observer(nn.Module):
     def feature_layer_names(self) -> list[str]:
         return list(self._feature_layers)
 
-    def train(self, mode: bool = True) -> "Observer":
+    def train(self, mode: bool = True) -> Observer:
         # The classifier stays in eval mode (frozen batch-norm statistics) whatever the caller does.
         super().train(mode)
         self.net.eval()
