@@ -54,8 +54,11 @@ def load_training_state(path, model, optimizer, aux_optimizer, sampler, cond_gen
     rng = state["rng"]
     if rank != 0:
         rank_path = path.with_name(f"{path.name}.rank{rank}")
-        if rank_path.exists():
-            rng = torch.load(rank_path, map_location="cpu", weights_only=False)["rng"]
+        if not rank_path.exists():
+            # Resuming with more processes than before: this rank keeps its own fresh seeds
+            # (copying rank 0's streams would make every rank draw the same crops).
+            return int(state["step"])
+        rng = torch.load(rank_path, map_location="cpu", weights_only=False)["rng"]
     sampler.generator.set_state(rng["sampler"])
     cond_gen.set_state(rng["cond"])
     torch.set_rng_state(rng["torch"])
