@@ -171,6 +171,8 @@ def train(cfg: TrainConfig) -> Path:
     step = 0
     if cfg.resume and ckpt_path.exists():
         step = load_training_state(ckpt_path, model, optimizer, aux_optimizer, sampler, cond_gen, rank)
+        for group in optimizer.param_groups:  # --lr given on resume wins over the saved one
+            group["lr"] = cfg.lr
     elif cfg.init:
         from ..weights import load_model_weights
 
