@@ -24,7 +24,8 @@ def _rng_state(sampler, cond_gen) -> dict:
     }
 
 
-def save_training_state(path, model, optimizer, aux_optimizer, sampler, cond_gen, step, config, rank, world):
+def save_training_state(path, model, optimizer, aux_optimizer, sampler, cond_gen, step, config, rank, world,
+                        elapsed: float = 0.0):
     """Rank 0 writes the model and optimizers; every rank writes its own RNG streams."""
     path = Path(path)
     if rank == 0:
@@ -38,6 +39,7 @@ def save_training_state(path, model, optimizer, aux_optimizer, sampler, cond_gen
                 "aux_optimizer": aux_optimizer.state_dict(),
                 "rng": _rng_state(sampler, cond_gen),
                 "world": world,
+                "elapsed": elapsed,
             },
             path,
         )
@@ -45,7 +47,8 @@ def save_training_state(path, model, optimizer, aux_optimizer, sampler, cond_gen
         _atomic_save({"step": step, "rng": _rng_state(sampler, cond_gen)}, path.with_name(f"{path.name}.rank{rank}"))
 
 
-def load_training_state(path, model, optimizer, aux_optimizer, sampler, cond_gen, rank) -> int:
+def load_training_state(path, model, optimizer, aux_optimizer, sampler, cond_gen, rank) -> tuple[int, float]:
+    """Restore a checkpoint; returns (step, training seconds so far)."""
     path = Path(path)
     state = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
@@ -57,10 +60,10 @@ def load_training_state(path, model, optimizer, aux_optimizer, sampler, cond_gen
         if not rank_path.exists():
             # Resuming with more processes than before: this rank keeps its own fresh seeds
             # (copying rank 0's streams would make every rank draw the same crops).
-            return int(state["step"])
+            return int(state["step"]), float(state.get("elapsed", 0.0))
         rng = torch.load(rank_path, map_location="cpu", weights_only=False)["rng"]
     sampler.generator.set_state(rng["sampler"])
     cond_gen.set_state(rng["cond"])
     torch.set_rng_state(rng["torch"])
     random.setstate(rng["python"])
-    return int(state["step"])
+    return int(state["step"]), float(state.get("elapsed", 0.0))

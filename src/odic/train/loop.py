@@ -168,9 +168,9 @@ def train(cfg: TrainConfig) -> Path:
     aux_optimizer = torch.optim.Adam(_aux_parameters(model), lr=cfg.aux_lr)
     cond_gen = torch.Generator().manual_seed(cfg.seed + 7 + 1000 * rank)
 
-    step = 0
+    step, elapsed = 0, 0.0
     if cfg.resume and ckpt_path.exists():
-        step = load_training_state(ckpt_path, model, optimizer, aux_optimizer, sampler, cond_gen, rank)
+        step, elapsed = load_training_state(ckpt_path, model, optimizer, aux_optimizer, sampler, cond_gen, rank)
         for group in optimizer.param_groups:  # --lr given on resume wins over the saved one
             group["lr"] = cfg.lr
     elif cfg.init:
@@ -193,7 +193,7 @@ def train(cfg: TrainConfig) -> Path:
 
     val_points = [(0.2, 0.0), (0.6, 0.0), (0.2, 1.0), (0.6, 1.0)]
     last_ckpt = time.time()
-    t0 = time.time()
+    t0 = time.time() - elapsed  # the log's time column is training wall time across resumes
     acc: dict[str, float] = {}
     progress = None
     if rank == 0 and cfg.progress:
@@ -256,7 +256,7 @@ def train(cfg: TrainConfig) -> Path:
                         w.writerow({"step": step, **r})
             if time.time() - last_ckpt > cfg.ckpt_minutes * 60 or step == cfg.steps:
                 save_training_state(ckpt_path, model, optimizer, aux_optimizer, sampler,
-                                    cond_gen, step, asdict(cfg), rank, world)
+                                    cond_gen, step, asdict(cfg), rank, world, time.time() - t0)
                 last_ckpt = time.time()
     finally:
         if progress:
