@@ -6,8 +6,11 @@ PIL images back, like Pillow; the batched tensor path serves data pipelines.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ from PIL import Image
 from . import imageio
 from .bitstream import (
     FLAG_ALPHA,
+    MAX_TILE_PIXELS,
     MODEL_STRIDE,
     FormatError,
     Header,
@@ -26,6 +30,7 @@ from .bitstream import (
     pack,
     quality_to_code,
     read_header,
+    tile_boxes,
     unpack,
 )
 from .model import OdicModel
@@ -136,9 +141,8 @@ class Codec:
             ):
                 raise ValueError("decompress_batch needs untiled streams of one size, model and setting")
         codec = self._codec_for(h0)
-        strings = [[p.tiles[0][0] for p in parsed], [p.tiles[0][1] for p in parsed]]
-        x = codec.model.decompress(strings, _z_shape(h0.height, h0.width), h0.quality_code, h0.alpha_code,
-                                   codec.device)
+        x = codec._guarded_decompress([p.tiles[0][0] for p in parsed], [p.tiles[0][1] for p in parsed],
+                                      h0.height, h0.width, h0)
         return torch.floor(x[..., : h0.height, : h0.width] * 255 + 0.5) / 255
 
     # ------------------------------------------------------------------ internals
@@ -152,9 +156,14 @@ class Codec:
                 return 0
             tile = DEFAULT_TILE
         if tile == 0:
+            if h * w > MAX_TILE_PIXELS:
+                raise ValueError(f"an image of {w}x{h} is too large to code untiled (at most {MAX_TILE_PIXELS} "
+                                 "pixels per tile); leave tile unset or give a tile size")
             return 0
         if tile < MODEL_STRIDE or tile % MODEL_STRIDE:
             raise ValueError(f"tile size must be a positive multiple of {MODEL_STRIDE}, got {tile}")
+        if tile * tile > MAX_TILE_PIXELS:
+            raise ValueError(f"tile size {tile} is above the largest allowed, {math.isqrt(MAX_TILE_PIXELS)}")
         return tile // MODEL_STRIDE
 
     @torch.no_grad()
@@ -162,7 +171,7 @@ class Codec:
         h, w = x.shape[-2:]
         header = self._header(w, h, qcode, acode, prep.mode, tile_units)
         tiles = []
-        for top, left, th, tw in _tile_boxes(header):
+        for top, left, th, tw in tile_boxes(header):
             part = _pad(x[..., top : top + th, left : left + tw].to(self.device))
             out = self.model.compress(part, qcode, acode)
             tiles.append((out["strings"][0][0], out["strings"][1][0]))
@@ -176,14 +185,38 @@ class Codec:
     def _decode_rgb(self, stream: Stream) -> np.ndarray:
         hd = stream.header
         canvas = np.empty((hd.height, hd.width, 3), dtype=np.uint8)
-        for (top, left, th, tw), (y, z) in zip(_tile_boxes(hd), stream.tiles, strict=True):
-            try:
-                x = self.model.decompress([[y], [z]], _z_shape(th, tw), hd.quality_code, hd.alpha_code,
-                                          self.device)
-            except (RuntimeError, ValueError, IndexError) as exc:
-                raise FormatError(f"corrupted entropy-coded data ({type(exc).__name__})") from None
+        for (top, left, th, tw), (y, z) in zip(tile_boxes(hd), stream.tiles, strict=True):
+            x = self._guarded_decompress([y], [z], th, tw, hd)
             canvas[top : top + th, left : left + tw] = imageio.to_uint8(x[0, :, :th, :tw])
         return canvas
+
+    def _guarded_decompress(self, ys: list[bytes], zs: list[bytes], th: int, tw: int, hd: Header) -> torch.Tensor:
+        """Run the model's decoder on strings that may be hostile, without letting it misbehave.
+
+        CompressAI's rANS decoder reads its input without bounds checks: a short or crafted string
+        (a valid CRC proves nothing against an attacker) makes it read past the end of the buffer,
+        which can segfault. Each string is therefore followed by enough zero bytes to cover the
+        most the decoder can read (see :func:`_rans_padding`), so every read stays inside memory we
+        own and decoding garbage yields a garbage image or an error, never a crash. A decoded
+        image that is not finite is refused rather than returned as silent noise.
+
+        On the CPU the synthesis runs without oneDNN: its convolutions split the reduction by
+        thread count, so 1 and 2 threads could differ by one grey level in a pixel; the plain
+        kernels give the same pixels for any thread count (scripts/determinism_check.py).
+        """
+        zh, zw = _z_shape(th, tw)
+        cfg = self.model.config
+        n_z, n_y = cfg.N * zh * zw, cfg.M * 16 * zh * zw
+        ys = [y + bytes(_rans_padding(len(y), n_y)) for y in ys]
+        zs = [z + bytes(_rans_padding(len(z), n_z)) for z in zs]
+        try:
+            with _deterministic_kernels(self.device):
+                x = self.model.decompress([ys, zs], (zh, zw), hd.quality_code, hd.alpha_code, self.device)
+        except (RuntimeError, ValueError, IndexError, OverflowError) as exc:
+            raise FormatError(f"corrupted entropy-coded data ({type(exc).__name__})") from None
+        if not torch.isfinite(x).all():
+            raise FormatError("corrupted entropy-coded data (decoded values are not finite)")
+        return x
 
     def _search(self, prep, x, acode, tile_units, bpp, size_bytes) -> bytes:
         """Find the quality whose stream is closest to the target (not above it for size_bytes)."""
@@ -243,16 +276,35 @@ def _z_shape(h: int, w: int) -> tuple[int, int]:
     return math.ceil(h / MODEL_STRIDE), math.ceil(w / MODEL_STRIDE)
 
 
-def _tile_boxes(header: Header):
-    if header.tile_units == 0:
-        yield 0, 0, header.height, header.width
+@contextlib.contextmanager
+def _deterministic_kernels(device: torch.device) -> Iterator[None]:
+    """Disable oneDNN on the CPU for the block (its results depend on the thread count)."""
+    if device.type != "cpu":
+        yield
         return
-    t = header.tile_size
-    rows, cols = header.tile_grid()
-    for r in range(rows):
-        for c in range(cols):
-            top, left = r * t, c * t
-            yield top, left, min(t, header.height - top), min(t, header.width - left)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # oneDNN's TF32 notice when toggling the flag
+        ctx = torch.backends.mkldnn.flags(enabled=False)
+        ctx.__enter__()
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            ctx.__exit__(None, None, None)
+
+
+def _rans_padding(nbytes: int, symbols: int) -> int:
+    """Zero bytes to append to an rANS string so CompressAI's decoder never reads past the buffer.
+
+    The decoder reads 32-bit words and only moves forward: at most one word per symbol for the
+    main alphabet, plus the bypass bits of escaped values. Escape lengths are 4-bit groups that
+    continue while a group is 15, so the bits of the real string can announce at most 15x their
+    own size of bypass data (15 * nbytes); once it reads zeros a group of 15 cannot last beyond the
+    64-bit state, so each further symbol costs a bounded few words (8 bytes each covers the
+    common case, the constant covers the bounded escapes while the state drains).
+    """
+    return 16 * nbytes + 8 * symbols + 65536
 
 
 def _inflate_alpha(blob: bytes | None, header: Header) -> np.ndarray:

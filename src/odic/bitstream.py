@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -36,6 +37,13 @@ FORMAT_VERSION = 1
 MAX_DIMENSION = 65535
 MODEL_STRIDE = 64
 MAX_MODEL_ID = 64
+#: Largest tile (or untiled image) in pixels. Decoding memory grows with the tile, not the image,
+#: so this bound is what keeps a hostile header from asking for gigabytes; encoders tile above it.
+MAX_TILE_PIXELS = 2048 * 2048
+#: A tile's y + z strings may hold at most this many bytes per (padded) pixel, plus a constant:
+#: far above any real rate (64 bpp), it bounds the work the rANS decoder can be made to do.
+MAX_STRING_BYTES_PER_PIXEL = 8
+STRING_SLACK_BYTES = 4096
 FLAG_ALPHA = 0x01
 _KNOWN_FLAGS = FLAG_ALPHA
 
@@ -123,6 +131,12 @@ def _validate_header(h: Header, max_pixels: int | None) -> None:
             f"image of {h.width}x{h.height} = {h.width * h.height} pixels exceeds the limit of "
             f"{max_pixels} (odic.set_max_pixels / --max-pixels)"
         )
+    if h.tile_units == 0 and h.width * h.height > MAX_TILE_PIXELS:
+        raise FormatError(
+            f"untiled image of {h.width}x{h.height} exceeds {MAX_TILE_PIXELS} pixels per tile; it must be tiled"
+        )
+    if h.tile_units and h.tile_size * h.tile_size > MAX_TILE_PIXELS:
+        raise FormatError(f"tile size {h.tile_size} exceeds {MAX_TILE_PIXELS} pixels per tile")
     if not 0 <= h.quality_code <= 10000:
         raise FormatError(f"quality code {h.quality_code} out of range")
     if not 0 <= h.alpha_code <= 1000:
@@ -183,6 +197,9 @@ def read_header(data: bytes, max_pixels: int | None = None) -> tuple[Header, _Re
         raise FormatError("empty stream")
     if data[:4] != MAGIC[: min(4, len(data))] or len(data) < 4:
         raise FormatError("not an odic stream (bad magic)")
+    if len(data) > 4 and data[4] != FORMAT_VERSION:
+        # Before the CRC: a future version may change everything after this byte, CRC included.
+        raise FormatError(f"unsupported format version {data[4]} (this odic reads version {FORMAT_VERSION})")
     if len(data) < 4 + 4 + 1 + 8 + 14 + 4:
         raise FormatError("truncated stream: shorter than the smallest header")
     (crc,) = struct.unpack(">I", data[-4:])
@@ -216,10 +233,15 @@ def unpack(data: bytes, max_pixels: int | None = None) -> Stream:
     header, r = read_header(data, max_pixels)
     rows, cols = header.tile_grid()
     tiles = []
-    for i in range(rows * cols):
+    for i, (_, _, th, tw) in enumerate(tile_boxes(header)):
+        limit = max_string_bytes(th, tw)
         (ny,) = r.unpack(">I", f"tile {i} y length")
+        if ny > limit:
+            raise FormatError(f"tile {i} y string length {ny} exceeds the {limit} bytes its size allows")
         y = r.take(ny, f"tile {i} y string")
         (nz,) = r.unpack(">I", f"tile {i} z length")
+        if ny + nz > limit:
+            raise FormatError(f"tile {i} z string length {nz} exceeds the {limit - ny} bytes its size allows")
         z = r.take(nz, f"tile {i} z string")
         tiles.append((y, z))
     alpha = None
@@ -229,6 +251,25 @@ def unpack(data: bytes, max_pixels: int | None = None) -> Stream:
     if r.pos != r.end:
         raise FormatError(f"{r.end - r.pos} unexpected bytes after the last string")
     return Stream(header, tiles, alpha, nbytes=len(data))
+
+
+def tile_boxes(header: Header) -> Iterator[tuple[int, int, int, int]]:
+    """(top, left, height, width) of each tile in raster order, as the strings are stored."""
+    if header.tile_units == 0:
+        yield 0, 0, header.height, header.width
+        return
+    t = header.tile_size
+    rows, cols = header.tile_grid()
+    for r in range(rows):
+        for c in range(cols):
+            top, left = r * t, c * t
+            yield top, left, min(t, header.height - top), min(t, header.width - left)
+
+
+def max_string_bytes(height: int, width: int) -> int:
+    """Upper bound on y + z bytes of a tile: real streams stay orders of magnitude below it."""
+    padded = math.ceil(height / MODEL_STRIDE) * math.ceil(width / MODEL_STRIDE) * MODEL_STRIDE**2
+    return MAX_STRING_BYTES_PER_PIXEL * padded + STRING_SLACK_BYTES
 
 
 def quality_to_code(quality: float) -> int:
