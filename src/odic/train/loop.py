@@ -128,6 +128,15 @@ def validate(model: OdicModel, observer, images: torch.Tensor, points) -> list[d
     return rows
 
 
+def _tensorboard_writer(out: Path):
+    """A TensorBoard writer into RUN_DIR/tb when tensorboard is installed, else None (CSV only)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tb"))
+
+
 def _validation_batch(images: list[torch.Tensor], limit: int = 16) -> torch.Tensor | None:
     """Top-left squares of one size (up to 256 px, a multiple of 64) from the validation images."""
     sides = [min(im.shape[-2:]) for im in images]
@@ -191,6 +200,7 @@ def train(cfg: TrainConfig) -> Path:
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(log_fields)
 
+    writer = _tensorboard_writer(out) if rank == 0 else None
     val_points = [(0.2, 0.0), (0.6, 0.0), (0.2, 1.0), (0.6, 1.0)]
     last_ckpt = time.time()
     t0 = time.time() - elapsed  # the log's time column is training wall time across resumes
@@ -240,6 +250,9 @@ def train(cfg: TrainConfig) -> Path:
                         [step, round(time.time() - t0, 1)]
                         + [f"{row[k]:.5f}" for k in log_fields[2:7]] + [cfg.lr]
                     )
+                if writer:
+                    for k, v in row.items():
+                        writer.add_scalar(f"train/{k}", v, step)
                 if progress:
                     progress.update(task, completed=step, info=f"loss {row['loss']:.3f} bpp {row['bpp']:.3f}")
             elif progress and step % 5 == 0:
@@ -254,6 +267,11 @@ def train(cfg: TrainConfig) -> Path:
                         w.writeheader()
                     for r in rows:
                         w.writerow({"step": step, **r})
+                        if writer:
+                            tag = f"val/q{r['q']:g}_a{r['alpha']:g}"
+                            for k in ("bpp", "msssim", "top1_agree"):
+                                if r[k] is not None:
+                                    writer.add_scalar(f"{tag}/{k}", r[k], step)
             if time.time() - last_ckpt > cfg.ckpt_minutes * 60 or step == cfg.steps:
                 save_training_state(ckpt_path, model, optimizer, aux_optimizer, sampler,
                                     cond_gen, step, asdict(cfg), rank, world, time.time() - t0)
@@ -261,6 +279,8 @@ def train(cfg: TrainConfig) -> Path:
     finally:
         if progress:
             progress.stop()
+        if writer:
+            writer.close()
     if world > 1:
         dist.barrier()
     return out

@@ -1,0 +1,77 @@
+"""Regenerate the golden test vectors in tests/golden/ for the bundled model.
+
+Run after shipping new weights (the vectors name the model id they need):
+    .venv/bin/python scripts/make_golden.py
+Each vector: a small .odic stream, and in manifest.json its header, the SHA-256 of its
+entropy-decoded latents (identical on every machine) and of its decoded pixels (this machine), plus
+a decoded PNG to check other machines against within one level.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+import odic
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.conftest import smooth_image  # noqa: E402
+
+OUT = ROOT / "tests" / "golden"
+CASES = [
+    ("rgb_q20_human", lambda: Image.fromarray(smooth_image(48, 80, 1)), dict(quality=20, observer=0.0)),
+    ("rgb_q70_machine", lambda: Image.fromarray(smooth_image(64, 64, 2)), dict(quality=70, observer=1.0)),
+    ("gray_q50_mixed", lambda: Image.fromarray(smooth_image(33, 47, 3)[..., 0]), dict(quality=50, observer=0.5)),
+    ("rgba_tiled", lambda: Image.fromarray(np.dstack([smooth_image(70, 140, 4), smooth_image(70, 140, 5)[..., 1]])),
+     dict(quality=40, observer=0.25, tile=64)),
+]
+
+
+def latent_digest(codec, data: bytes) -> str:
+    """SHA-256 over the entropy-decoded y and z symbols of every tile."""
+    from odic.bitstream import tile_boxes, unpack
+
+    stream = unpack(data)
+    m = codec.model
+    h = hashlib.sha256()
+    hd = stream.header
+    for (top, left, th, tw), (y, z) in zip(tile_boxes(hd), stream.tiles, strict=True):
+        shape = odic.api._z_shape(th, tw)
+        z_hat = m.entropy_bottleneck.decompress([z], shape)
+        idx, means = m._entropy_parameters(z_hat, hd.quality_code, hd.alpha_code)
+        y_hat = m.gaussian_conditional.decompress([y], idx, means=means)
+        h.update(z_hat.numpy().tobytes())
+        h.update(y_hat.numpy().tobytes())
+    return h.hexdigest()
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    codec = odic.load()
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("*"):
+        old.unlink()
+    manifest = {"model_id": codec.model_id, "weights_hash": codec.weights_hash.hex(), "vectors": {}}
+    for name, make, kw in CASES:
+        data = codec.compress(make(), **kw)
+        (OUT / f"{name}.odic").write_bytes(data)
+        img = codec.decompress(data)
+        img.save(OUT / f"{name}.png")
+        manifest["vectors"][name] = {
+            "header": odic.Codec.info(data),
+            "latents_sha256": latent_digest(codec, data),
+            "pixels_sha256": hashlib.sha256(np.asarray(img).tobytes()).hexdigest(),
+        }
+    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    print(f"wrote {len(CASES)} vectors for {codec.model_id}")
+
+
+if __name__ == "__main__":
+    main()
