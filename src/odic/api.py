@@ -207,16 +207,43 @@ class Codec:
         zh, zw = _z_shape(th, tw)
         cfg = self.model.config
         n_z, n_y = cfg.N * zh * zw, cfg.M * 16 * zh * zw
-        ys = [y + bytes(_rans_padding(len(y), n_y)) for y in ys]
-        zs = [z + bytes(_rans_padding(len(z), n_z)) for z in zs]
+        padded_y = [y + bytes(_rans_padding(len(y), n_y)) for y in ys]
+        padded_z = [z + bytes(_rans_padding(len(z), n_z)) for z in zs]
         try:
+            self._verify_strings(ys, zs, padded_y, padded_z, (zh, zw), hd)
             with _deterministic_kernels(self.device):
-                x = self.model.decompress([ys, zs], (zh, zw), hd.quality_code, hd.alpha_code, self.device)
+                x = self.model.decompress([padded_y, padded_z], (zh, zw), hd.quality_code, hd.alpha_code,
+                                          self.device)
+        except FormatError:
+            raise
         except (RuntimeError, ValueError, IndexError, OverflowError) as exc:
             raise FormatError(f"corrupted entropy-coded data ({type(exc).__name__})") from None
         if not torch.isfinite(x).all():
             raise FormatError("corrupted entropy-coded data (decoded values are not finite)")
         return x
+
+    @torch.no_grad()
+    def _verify_strings(self, ys: list[bytes], zs: list[bytes], padded_y: list[bytes], padded_z: list[bytes],
+                        shape: tuple[int, int], hd: Header) -> None:
+        """Refuse strings that are not exactly what the encoder would write for what they decode to.
+
+        rANS has no redundancy, so a CRC-valid stream with forged strings would decode to a silent
+        garbage image. The encoder is deterministic (integer entropy parameters), so re-encoding
+        the decoded symbols must give back the same bytes; anything else (random bytes, a string
+        cut short or padded, data coded for another quality) is corrupted. Costs one extra rANS
+        pass, a small fraction of the synthesis transform.
+        """
+        m = self.model
+        z_hat = m.entropy_bottleneck.decompress(padded_z, shape)
+        medians = m.entropy_bottleneck._get_medians().detach()
+        _check_symbol_range(z_hat - medians, "z")
+        if m.entropy_bottleneck.compress(z_hat) != zs:
+            raise FormatError("corrupted entropy-coded data (z string does not re-encode to itself)")
+        indexes, means = m._entropy_parameters(z_hat, hd.quality_code, hd.alpha_code)
+        y_hat = m.gaussian_conditional.decompress(padded_y, indexes, means=means)
+        _check_symbol_range(y_hat - means, "y")
+        if m.gaussian_conditional.compress(y_hat, indexes, means=means) != ys:
+            raise FormatError("corrupted entropy-coded data (y string does not re-encode to itself)")
 
     def _search(self, prep, x, acode, tile_units, bpp, size_bytes) -> bytes:
         """Find the quality whose stream is closest to the target (not above it for size_bytes)."""
@@ -292,6 +319,17 @@ def _deterministic_kernels(device: torch.device) -> Iterator[None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             ctx.__exit__(None, None, None)
+
+
+#: Largest |symbol| a real encoder produces is in the hundreds; escaped values far beyond this
+#: only come from forged strings, and would make CompressAI's encoder loop forever (its escape
+#: loop shifts an int32 by 32 bits or more), so they are refused before re-encoding.
+MAX_SYMBOL = 1 << 20
+
+
+def _check_symbol_range(symbols: torch.Tensor, name: str) -> None:
+    if symbols.numel() and not bool((symbols.abs() <= MAX_SYMBOL).all()):  # NaN fails too
+        raise FormatError(f"corrupted entropy-coded data ({name} symbols out of range)")
 
 
 def _rans_padding(nbytes: int, symbols: int) -> int:
