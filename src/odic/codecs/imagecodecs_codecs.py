@@ -34,7 +34,7 @@ class AvifCodec(Codec):
 
     name = "avif"
     quality_range = (0.0, 100.0)
-    settings = (8.0, 20.0, 32.0, 44.0, 56.0, 68.0)
+    settings = (2.0, 8.0, 20.0, 32.0, 44.0, 56.0, 68.0)
 
     def __init__(self, settings: Sequence[Setting] | None = None, chroma: str | int = "444",
                  speed: int = 6, threads: int = 1, **options: Any) -> None:

@@ -67,7 +67,8 @@ class JpegCodec(Codec):
         return {"chroma": self.chroma, "optimize": self.optimize}
 
     def version(self) -> str:
-        return f"libjpeg-turbo {features.version('jpg')} (Pillow {Image.__version__})"
+        turbo = features.version("libjpeg_turbo") or "?"
+        return f"libjpeg-turbo {turbo}, libjpeg API {features.version('jpg')} (Pillow {Image.__version__})"
 
     def container_note(self) -> str:
         return "JFIF APP0 + quantisation/Huffman tables + frame/scan headers (about 300-600 bytes)"
