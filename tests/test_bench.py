@@ -248,3 +248,24 @@ def test_ilsvrc_devkit_ground_truth_maps_to_sorted_wnid_index(tmp_path: Path) ->
         Image.new("RGB", (8, 8)).save(val / f"ILSVRC2012_val_0000000{i + 1}.JPEG")
     ds = load_dataset("val", f"{val}:{tmp_path / 'ILSVRC2012_validation_ground_truth.txt'}")
     assert [it.label for it in ds.items] == [2, 0, 1]
+
+
+def test_stale_rows_from_another_encoder_are_measured_again(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    _photos(1)[0].save(folder / "a.png")
+
+    def run() -> dict:
+        return run_bench(BenchConfig([load_dataset("d", str(folder))], ["jpeg:q=50"], tmp_path / "out",
+                                     add_reference=False, progress=False, plots=False))
+
+    first = run()
+    cache_file = tmp_path / "out" / "cache" / "rows-r0.jsonl"
+    row = json.loads(cache_file.read_text())
+    assert row["codec_id"]
+    row["codec_id"], row["bytes"] = "another-encoder", 1  # as if written by a different version
+    cache_file.write_text(json.dumps(row) + "\n")
+    second = run()
+    assert len(cache_file.read_text().splitlines()) == 2  # measured again, not reused
+    assert second["datasets"]["d"]["codecs"]["jpeg"]["curve"][0]["bytes"] == \
+        first["datasets"]["d"]["codecs"]["jpeg"]["curve"][0]["bytes"]

@@ -9,6 +9,7 @@ reads every rank's cache and writes results.csv, summary.json and the plots.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -151,12 +152,33 @@ class Cache:
                             continue  # a line cut short by an interrupted run
                         store[rec["key"]] = rec
 
+    def row(self, key: str, fingerprint: str) -> dict[str, Any] | None:
+        """A cached row, unless it was made by a different encoder version, options or model."""
+        rec = self.rows.get(key)
+        if rec is None or rec.get("codec_id", fingerprint) != fingerprint:
+            return None
+        return rec
+
     def add(self, kind: str, records: list[dict[str, Any]]) -> None:
         store = self.rows if kind == "rows" else self.refs
         with open(self.folder / f"{kind}-r{self.rank}.jsonl", "a") as fh:
             for rec in records:
                 fh.write(json.dumps(rec) + "\n")
                 store[rec["key"]] = rec
+
+
+def codec_fingerprint(codec: Codec) -> str:
+    """Short hash of what makes a codec's output (name, encoder version, options, odic model id).
+
+    Stored with each cached row, so a new encoder or a retrained odic model is measured afresh
+    instead of being mixed with stale rows under the same label.
+    """
+    cached = getattr(codec, "_bench_fingerprint", None)
+    if cached is None:
+        info = {"name": codec.name, "version": codec.version(), "options": codec.options()}
+        cached = hashlib.sha1(json.dumps(info, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        codec._bench_fingerprint = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def row_key(ds: str, image: str, label: str, setting: float, crop: int | None) -> str:
@@ -218,7 +240,8 @@ def _sweep_image(ds: Dataset, item: Item, crop: int | None, clfs: list[str], cod
         cache.add("refs", new_refs)
     pixels = image.width * image.height
     for label, codec in codecs.items():
-        todo = [s for s in codec.settings if row_key(ds.name, item.key, label, s, crop) not in cache.rows]
+        fp = codec_fingerprint(codec)
+        todo = [s for s in codec.settings if cache.row(row_key(ds.name, item.key, label, s, crop), fp) is None]
         if not todo:
             continue
         rows, decoded = [], []
@@ -230,7 +253,7 @@ def _sweep_image(ds: Dataset, item: Item, crop: int | None, clfs: list[str], cod
                 continue
             rows.append({
                 "key": row_key(ds.name, item.key, label, s, crop), "dataset": ds.name, "image": item.key,
-                "codec": label, "codec_name": codec.name, "setting": float(s), "crop": crop,
+                "codec": label, "codec_name": codec.name, "codec_id": fp, "setting": float(s), "crop": crop,
                 "width": image.width, "height": image.height, "bytes": len(m.data),
                 "header_bytes": codec.header_bytes(m.data), "bpp": len(m.data) * 8 / pixels,
                 "psnr": psnr(image, m.decoded), "ms_ssim": msssim(image, m.decoded),
@@ -302,5 +325,5 @@ def _done(ds: Dataset, item: Item, crop: int | None, clfs: list[str], codecs: di
     """True when every row and reference output of this image and crop is already cached."""
     if any(ref_key(ds.name, item.key, c, crop) not in cache.refs for c in clfs):
         return False
-    return all(row_key(ds.name, item.key, label, s, crop) in cache.rows
+    return all(cache.row(row_key(ds.name, item.key, label, s, crop), codec_fingerprint(codec)) is not None
                for label, codec in codecs.items() for s in codec.settings)

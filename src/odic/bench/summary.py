@@ -82,7 +82,7 @@ def _at_bpp(curve: list[dict[str, Any]], targets: tuple[float, ...]) -> dict[str
 def summarise(cfg: BenchConfig, codecs: dict[str, Codec], skipped: dict[str, str],
               observers: dict[str, torch.nn.Module], cache: Cache, world: int) -> tuple[dict[str, Any], list]:
     """Build summary.json's dict and the list of result rows of this configuration."""
-    from .runner import REFERENCE_CODEC, crop_groups, ref_key, row_key
+    from .runner import REFERENCE_CODEC, codec_fingerprint, crop_groups, ref_key, row_key
 
     all_rows: list[dict[str, Any]] = []
     datasets: dict[str, Any] = {}
@@ -95,8 +95,9 @@ def summarise(cfg: BenchConfig, codecs: dict[str, Codec], skipped: dict[str, str
         for item in items:
             for crop in groups:
                 for label, codec in codecs.items():
+                    fp = codec_fingerprint(codec)
                     for s in codec.settings:
-                        r = cache.rows.get(row_key(ds.name, item.key, label, s, crop))
+                        r = cache.row(row_key(ds.name, item.key, label, s, crop), fp)
                         if r is not None:
                             ds_rows[(label, crop)].append(r)
                             all_rows.append(r)
@@ -173,7 +174,7 @@ def _odic_version() -> str:
 
 
 def write_results_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    extra = sorted({k for r in rows for k in r if k not in BASE_COLUMNS and k != "key"
+    extra = sorted({k for r in rows for k in r if k not in BASE_COLUMNS and k not in ("key", "codec_id")
                     and not k.startswith("pred/")})
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=BASE_COLUMNS + extra, extrasaction="ignore")
