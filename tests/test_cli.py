@@ -25,7 +25,25 @@ def photo(tmp_path) -> Path:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """The real command in a fresh process (used where a crash or traceback must be excluded)."""
     return subprocess.run([sys.executable, "-m", "odic", *args], capture_output=True, text=True)
+
+
+class _Result:
+    def __init__(self, returncode: int, stderr: str):
+        self.returncode, self.stderr = returncode, stderr
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``odic`` in this process (fast); exceptions escaping main() fail the test like a traceback."""
+
+    def run(*args: str) -> _Result:
+        capsys.readouterr()
+        code = main(list(args))
+        return _Result(code, capsys.readouterr().err)
+
+    return run
 
 
 def test_compress_decompress_info(photo, tmp_path, capsys):
@@ -89,15 +107,15 @@ def _stream(photo: Path, tmp_path: Path) -> bytes:
     "content,needle",
     [(b"", "empty"), (b"hello world, not an image", "cannot identify"), (b"\x89PNG\r\n\x1a\n" + b"\0" * 20, "")],
 )
-def test_bad_images(tmp_path, content, needle):
+def test_bad_images(cli, tmp_path, content, needle):
     p = tmp_path / "bad.png"
     p.write_bytes(content)
-    proc = run_cli("compress", str(p), "-o", str(tmp_path / "o.odic"))
+    proc = cli("compress", str(p), "-o", str(tmp_path / "o.odic"))
     _assert_clean_failure(proc, 1, needle)
     assert not (tmp_path / "o.odic").exists()
 
 
-def test_bad_streams(photo, tmp_path):
+def test_bad_streams(cli, photo, tmp_path):
     good = _stream(photo, tmp_path)
     body = bytearray(good[:-4])
     body[12] ^= 0x01  # model id byte changed, CRC recomputed -> a stream for another model
@@ -116,13 +134,16 @@ def test_bad_streams(photo, tmp_path):
         src = tmp_path / f"{name}.odic"
         src.write_bytes(data)
         dst = tmp_path / f"{name}.png"
-        proc = run_cli("decompress", str(src), "-o", str(dst))
+        proc = cli("decompress", str(src), "-o", str(dst))
         _assert_clean_failure(proc, 1, needle)
         assert not dst.exists(), name
+    # and once through a real process: no traceback, exit 1
+    _assert_clean_failure(run_cli("decompress", str(tmp_path / "flipped.odic"), "-o", str(tmp_path / "f.png")),
+                          1, "crc")
 
 
-def test_missing_model_and_unwritable_output(photo, tmp_path):
-    _assert_clean_failure(run_cli("compress", str(photo), "--model", "nope", "-o", str(tmp_path / "a.odic")),
+def test_missing_model_and_unwritable_output(cli, photo, tmp_path):
+    _assert_clean_failure(cli("compress", str(photo), "--model", "nope", "-o", str(tmp_path / "a.odic")),
                           1, "not installed")
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -132,17 +153,15 @@ def test_missing_model_and_unwritable_output(photo, tmp_path):
             target = str(photo) + "/x.odic"
         else:
             target = str(ro / "x.odic")
-        _assert_clean_failure(run_cli("compress", str(photo), "-o", target), 1, "")
+        _assert_clean_failure(cli("compress", str(photo), "-o", target), 1, "")
     finally:
         os.chmod(ro, 0o700)
     assert not list(ro.iterdir())
 
 
-def test_usage_errors(photo):
-    proc = run_cli("compress", str(photo), "--quality", "150")
-    _assert_clean_failure(proc, 2, "quality")
-    proc = run_cli("compress", str(photo), "--observer", "cat")
-    _assert_clean_failure(proc, 2, "observer")
+def test_usage_errors(cli, photo):
+    _assert_clean_failure(cli("compress", str(photo), "--quality", "150"), 2, "quality")
+    _assert_clean_failure(cli("compress", str(photo), "--observer", "cat"), 2, "observer")
     proc = run_cli("compress", str(photo), "--quality", "5", "--bpp", "0.3")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
