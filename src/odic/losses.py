@@ -1,6 +1,7 @@
 """Distortions for each observer and their mix ``D_alpha = (1 - alpha) D_human + alpha D_machine``.
 
-* Human: ``1 - MS-SSIM`` (pytorch-msssim), optionally plus a weighted MSE.
+* Human: ``1 - MS-SSIM`` (pytorch-msssim) plus a weighted MSE (training uses 10: MS-SSIM alone
+  hardly penalises lost colour).
 * Machine: feature reconstruction on a frozen classifier (Weber et al. 2020 used VGG-16
   relu1_1 and relu5_1): for each chosen layer the squared feature difference divided by the mean
   squared feature of the original (so layers with large activations do not dominate), averaged

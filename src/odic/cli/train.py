@@ -28,7 +28,8 @@ def register(sub) -> None:
     t.add_argument("--kl-weight", type=float, default=0.1, help="weight of the KL term on the classifier outputs")
     t.add_argument("--machine-scale", type=float, default=None,
                    help="factor putting the machine loss on the scale of 1-MS-SSIM (default: calibrated 0.12)")
-    t.add_argument("--mse-weight", type=float, default=0.0, help="MSE added to 1-MS-SSIM in the human loss")
+    t.add_argument("--mse-weight", type=float, default=10.0,
+                   help="weight of MSE added to 1-MS-SSIM in the human loss (keeps colour; 0 = MS-SSIM only)")
     t.add_argument("--alpha", type=float, default=None, help="fixed observer alpha (default: sample per image)")
     t.add_argument("--alpha-range", type=float, nargs=2, default=(0.0, 1.0), metavar=("LO", "HI"),
                    help="range alpha is sampled from (30%% at each end, 40%% uniform)")

@@ -40,7 +40,7 @@ class TrainConfig:
     layers: list[str] | None = None
     kl_weight: float = 0.1
     machine_scale: float = DEFAULT_MACHINE_SCALE
-    mse_weight: float = 0.0
+    mse_weight: float = 10.0  # MS-SSIM alone is nearly colour-blind: early models decode grey
     alpha: float | None = None  # fixed alpha; None = sample from alpha_range
     alpha_range: tuple[float, float] = (0.0, 1.0)
     quality: float | None = None  # fixed internal quality in [0, 1]; None = all rates
