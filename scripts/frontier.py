@@ -28,7 +28,8 @@ def collect(paths, human, labelled, bpp_key, clf):
         for label in set(hum) | set(lab):
             x = hum.get(label, {}).get("at_bpp", {}).get(bpp_key, {}).get("ms_ssim")
             y = lab.get(label, {}).get("at_bpp", {}).get(bpp_key, {}).get(f"top1/{clf}")
-            points[label] = (x, y)
+            old_x, old_y = points.get(label, (None, None))  # datasets may come from different runs
+            points[label] = (x if x is not None else old_x, y if y is not None else old_y)
         ref = s["datasets"].get(labelled, {}).get("reference", {}).get(clf, {}).get("top1")
         if ref is not None:
             points["_reference"] = (None, ref)
