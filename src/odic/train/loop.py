@@ -242,8 +242,10 @@ def train(cfg: TrainConfig) -> Path:
             for k, v in (("loss", loss), ("bpp", bpp.mean()), ("d_human", d["d_human"].mean()),
                          ("d_machine", d["d_machine"].mean()), ("aux", aux)):
                 acc[k] = acc.get(k, 0.0) + float(v.detach())
+            acc["_n"] = acc.get("_n", 0) + 1
             if rank == 0 and step % cfg.log_every == 0:
-                row = {k: v / cfg.log_every for k, v in acc.items()}
+                count = acc.pop("_n")
+                row = {k: v / count for k, v in acc.items()}  # after a resume fewer steps may be summed
                 acc = {}
                 with open(log_path, "a", newline="") as f:
                     csv.writer(f).writerow(
