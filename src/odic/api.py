@@ -211,10 +211,9 @@ class Codec:
         padded_y = [y + bytes(_rans_padding(len(y), n_y)) for y in ys]
         padded_z = [z + bytes(_rans_padding(len(z), n_z)) for z in zs]
         try:
-            self._verify_strings(ys, zs, padded_y, padded_z, (zh, zw), hd)
+            y_hat_s = self._verify_strings(ys, zs, padded_y, padded_z, (zh, zw), hd)
             with _deterministic_kernels(self.device):
-                x = self.model.decompress([padded_y, padded_z], (zh, zw), hd.quality_code, hd.alpha_code,
-                                          self.device)
+                x = self.model.synthesize(y_hat_s, hd.quality_code, hd.alpha_code, self.device)
         except FormatError:
             raise
         except (RuntimeError, ValueError, IndexError, OverflowError) as exc:
@@ -225,8 +224,10 @@ class Codec:
 
     @torch.no_grad()
     def _verify_strings(self, ys: list[bytes], zs: list[bytes], padded_y: list[bytes], padded_z: list[bytes],
-                        shape: tuple[int, int], hd: Header) -> None:
-        """Refuse strings that are not exactly what the encoder would write for what they decode to.
+                        shape: tuple[int, int], hd: Header) -> torch.Tensor:
+        """Entropy-decode, refusing strings that are not exactly what the encoder would write.
+
+        Returns the decoded (gained) latents for the synthesis transform.
 
         rANS has no redundancy, so a CRC-valid stream with forged strings would decode to a silent
         garbage image. The encoder is deterministic (integer entropy parameters), so re-encoding
@@ -245,6 +246,7 @@ class Codec:
         _check_symbol_range(y_hat - means, "y")
         if m.gaussian_conditional.compress(y_hat, indexes, means=means) != ys:
             raise FormatError("corrupted entropy-coded data (y string does not re-encode to itself)")
+        return y_hat
 
     def _search(self, prep, x, acode, tile_units, bpp, size_bytes) -> bytes:
         """Find the quality whose stream is closest to the target (the largest that fits for size_bytes).

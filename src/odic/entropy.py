@@ -94,5 +94,5 @@ def scale_indexes_fixed(scales_fixed: Tensor, scale_table: Tensor) -> Tensor:
     ever raises small scales to the first entry, which gives the same index.
     """
     thresholds = torch.floor(scale_table.detach().double().cpu() * float(1 << ACT_FRAC_BITS))[:-1]
-    below = (scales_fixed.unsqueeze(-1) <= thresholds).sum(-1)
-    return (len(scale_table) - 1 - below).int()
+    # index = (L - 1) - #{t : s <= t} = #{t : t < s}: a binary search on exact integers.
+    return torch.searchsorted(thresholds.contiguous(), scales_fixed.contiguous(), right=False).int()

@@ -146,6 +146,14 @@ class OdicModel(CompressionModel):
         return {"strings": [y_strings, z_strings], "shape": tuple(z_s.shape[-2:])}
 
     @torch.no_grad()
+    def synthesize(self, y_hat_s: Tensor, quality_code: int, alpha_code: int,
+                   device: str | torch.device = "cpu") -> Tensor:
+        """Decoder transform from entropy-decoded (gained) latents; returns x_hat clamped to [0, 1]."""
+        q, a = self.condition_tensors(quality_code, alpha_code, y_hat_s.shape[0], device)
+        y_hat = y_hat_s.to(device) * self.inv_gain(q, a)
+        return self.g_s(y_hat, self.embed(q, a)).clamp(0, 1)
+
+    @torch.no_grad()
     def decompress(self, strings: list, shape: tuple[int, int], quality_code: int, alpha_code: int,
                    device: str | torch.device = "cpu") -> Tensor:
         """Inverse of :meth:`compress`; returns x_hat (B, 3, H, W) clamped to [0, 1]."""
@@ -153,6 +161,4 @@ class OdicModel(CompressionModel):
         z_hat_s = self.entropy_bottleneck.decompress(z_strings, shape)
         indexes, means = self._entropy_parameters(z_hat_s, quality_code, alpha_code)
         y_hat_s = self.gaussian_conditional.decompress(y_strings, indexes, means=means)
-        q, a = self.condition_tensors(quality_code, alpha_code, y_hat_s.shape[0], device)
-        y_hat = y_hat_s.to(device) * self.inv_gain(q, a)
-        return self.g_s(y_hat, self.embed(q, a)).clamp(0, 1)
+        return self.synthesize(y_hat_s, quality_code, alpha_code, device)
