@@ -52,11 +52,15 @@ def test_quality_is_the_codecs_own_setting(photo) -> None:
 
 
 def test_odic_observer_and_bpp(photo, codec) -> None:
-    c = Compress(codec="odic", bpp=0.8, observer="machine")
+    # A target inside this model's range for this photo (the bundled model's range is narrow).
+    npx = photo.width * photo.height
+    lo, hi = (len(codec.compress(photo, q, 1.0)) * 8 / npx for q in (10, 90))
+    target = float(np.sqrt(lo * hi))
+    c = Compress(codec="odic", bpp=target, observer="machine")
     assert c.observer == 1.0 and "odic" in repr(c)
     out = c(photo)
     assert out.size == photo.size and out.mode == "RGB"
-    assert abs(np.log(_bpp(c, photo) / 0.8)) < 0.5
+    assert abs(np.log(_bpp(c, photo) / target)) < 0.1
     q = Compress(codec="odic", quality=30, observer="human")
     expected = codec.decompress(codec.compress(photo, 30, 0.0))
     assert np.array_equal(np.asarray(q(photo)), np.asarray(expected))
