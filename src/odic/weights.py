@@ -113,7 +113,7 @@ def build_model(payload: dict) -> tuple[OdicModel, bytes]:
     model = OdicModel(cfg)
     state = payload["state_dict"]
     digest = state_dict_hash(state)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=False)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     # Training checkpoints carry no up-to-date CDF tables: build them (exported weights already have them).
     if payload["model_id"].startswith("run:"):
         model.update(force=True)
@@ -123,5 +123,4 @@ def build_model(payload: dict) -> tuple[OdicModel, bytes]:
 def load_model_weights(model: OdicModel, path: str | Path) -> None:
     """Copy weights from a file into an existing model (training ``--init``)."""
     payload = read_weights_file(path)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()},
-                          strict=False)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
