@@ -13,7 +13,6 @@ Checkpoints hold model, optimizers, step and every RNG state, so ``--resume`` co
 from __future__ import annotations
 
 import csv
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -287,6 +286,3 @@ def train(cfg: TrainConfig) -> Path:
         dist.barrier()
     return out
 
-
-def steps_per_second(seconds: float, steps: int) -> float:
-    return steps / seconds if seconds > 0 else math.nan
