@@ -47,6 +47,12 @@ def test_bd_rate_worked_examples() -> None:
     # No overlap in quality: undefined.
     assert bd_rate(rates, q, rates, q + 100) is None
     assert bd_rate([0.1], [30.0], rates, q) is None
+    # Overlap of a sliver of the reference's span: refused rather than extrapolated.
+    assert bd_rate(rates, q, rates, q + 0.95 * (q.max() - q.min())) is None
+    # Non-linear but monotone curves: PCHIP stays between the points (a cubic fit would overshoot).
+    bumpy_q = np.array([30.0, 30.5, 36.0, 36.2, 40.0])
+    got = bd_rate(rates, bumpy_q, rates * 1.1, bumpy_q)
+    assert got == pytest.approx(10.0, abs=1e-6)
 
 
 def test_metrics_known_values() -> None:

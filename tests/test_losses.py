@@ -120,3 +120,27 @@ def test_lite_classifiers_classify(shared_data, name, minimum):
         pred = obs(torch.stack(batch).float() / 255).argmax(1)
     acc = float(np.mean([int(p) == int(r["label"]) for p, r in zip(pred, rows, strict=True)]))
     assert acc >= minimum
+
+
+class _CountingObserver(torch.nn.Module):
+    """Wraps a classifier and records the batch sizes it was run on."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.batches = inner, []
+        self.feature_layer_names = inner.feature_layer_names
+
+    def forward(self, x, with_features=False):
+        self.batches.append(x.shape[0])
+        return self.inner(x, with_features=with_features)
+
+
+def test_classifier_runs_only_on_machine_rows(images, lite0):
+    x_hat = _degrade(images, 1)
+    counting = _CountingObserver(lite0)
+    mixed = observer_distortion(images, x_hat, torch.tensor([0.0, 0.6]), counting)
+    assert counting.batches == [1, 1]  # reference and decoded pass, the alpha = 0 image left out
+    full = observer_distortion(images, x_hat, torch.tensor([0.3, 0.6]), lite0)
+    assert mixed["d_machine"][0] == 0
+    assert mixed["d_machine"][1] == pytest.approx(float(full["d_machine"][1]), rel=1e-4)
+    assert mixed["d_alpha"][1] == pytest.approx(float(full["d_alpha"][1]), rel=1e-4)

@@ -91,3 +91,17 @@ def test_torchrun_two_processes(tiny_data, tmp_path):
     state = torch.load(out / "last.pt", weights_only=False)
     assert state["step"] == 4 and state["world"] == 2
     assert (out / "last.pt.rank1").exists()
+
+
+def test_human_warm_up_and_lr_drop(tiny_data, tmp_path):
+    from odic.train.loop import sample_conditions
+
+    cfg = _cfg(tiny_data, tmp_path / "w", 12, alpha=None, human_steps=6, lr_drop_step=8, log_every=1)
+    g = torch.Generator().manual_seed(0)
+    assert torch.count_nonzero(sample_conditions(cfg, 64, g, step=5)[1]) == 0
+    assert torch.count_nonzero(sample_conditions(cfg, 64, g, step=6)[1]) > 0
+    assert [cfg.lr_at(s) for s in (0, 7, 8, 11)] == [1e-3, 1e-3, pytest.approx(1e-4), pytest.approx(1e-4)]
+    rows = list(csv.DictReader(open(train(cfg) / "log.csv")))
+    assert all(float(r["d_machine"]) == 0 for r in rows[:6])  # warm-up: classifier never charged
+    assert any(float(r["d_machine"]) > 0 for r in rows[6:])
+    assert [float(r["lr"]) for r in rows] == [1e-3] * 8 + [pytest.approx(1e-4)] * 4

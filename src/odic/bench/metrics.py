@@ -5,9 +5,10 @@ Conventions (documented in docs/bench.md):
   Gaussian window shrunk for small images (``odic.losses.msssim_window``);
 * ``interp_at_bpp`` is linear in log(bpp), and null (None) outside the measured bpp range: a
   codec that never reaches 0.125 bpp has no value there, rather than an extrapolated guess;
-* ``bd_rate`` is Bjontegaard's delta rate (VCEG-M33): a cubic fit of log(rate) against quality
-  for each curve, integrated over the overlapping quality interval; MS-SSIM is fitted in dB
-  (``-10 log10(1 - MS-SSIM)``), as CompressAI reports it. Negative = fewer bits than reference.
+* ``bd_rate`` is Bjontegaard's delta rate: log(rate) against quality, interpolated piecewise-
+  cubically (PCHIP) for each curve and integrated over the shared quality interval (null when
+  that covers under 25% of either curve); MS-SSIM in dB (``-10 log10(1 - MS-SSIM)``), as
+  CompressAI reports it. Negative = fewer bits than reference.
 """
 
 from __future__ import annotations
@@ -67,17 +68,30 @@ def interp_at_bpp(bpp: Sequence[float], values: Sequence[float | None],
     return out
 
 
+#: BD-rate is reported only where the curves share at least this fraction of each one's quality span.
+BD_MIN_OVERLAP = 0.25
+
+
 def bd_rate(ref_bpp: Sequence[float], ref_q: Sequence[float], test_bpp: Sequence[float],
             test_q: Sequence[float]) -> float | None:
-    """Bjontegaard delta rate of ``test`` against ``ref`` in percent (None when curves don't overlap).
+    """Bjontegaard delta rate of ``test`` against ``ref`` in percent; None where it would be a guess.
 
-    Each curve needs at least 2 points; the fit is cubic with 4 or more points, else of degree n-1.
+    log(rate) is interpolated against quality with a monotone piecewise-cubic (PCHIP, as in
+    JVET's BD-rate tools) rather than VCEG-M33's global cubic, which swings wildly (-100% to
+    +2000% seen here) on curves that barely overlap. Both interpolants are integrated over the
+    shared quality interval, which must cover at least ``BD_MIN_OVERLAP`` of each curve's span;
+    each curve needs 2 points with distinct qualities.
     """
+    from scipy.interpolate import PchipInterpolator
 
     def clean(b: Sequence[float], q: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
         pairs = zip(b, q, strict=True)
         pts = sorted((qq, bb) for bb, qq in pairs if qq is not None and bb > 0 and math.isfinite(qq))
-        return np.array([p[0] for p in pts]), np.log(np.array([p[1] for p in pts]))
+        by_quality: dict[float, list[float]] = {}
+        for qq, bb in pts:  # equal qualities (e.g. a saturated metric): average their log-rates
+            by_quality.setdefault(qq, []).append(math.log(bb))
+        qs = np.array(sorted(by_quality))
+        return qs, np.array([float(np.mean(by_quality[v])) for v in qs])
 
     q1, r1 = clean(ref_bpp, ref_q)
     q2, r2 = clean(test_bpp, test_q)
@@ -86,9 +100,10 @@ def bd_rate(ref_bpp: Sequence[float], ref_q: Sequence[float], test_bpp: Sequence
     lo, hi = max(q1.min(), q2.min()), min(q1.max(), q2.max())
     if not hi > lo:
         return None
-    p1 = np.polyfit(q1, r1, min(3, len(q1) - 1))
-    p2 = np.polyfit(q2, r2, min(3, len(q2) - 1))
-    i1, i2 = np.polyint(p1), np.polyint(p2)
-    avg1 = (np.polyval(i1, hi) - np.polyval(i1, lo)) / (hi - lo)
-    avg2 = (np.polyval(i2, hi) - np.polyval(i2, lo)) / (hi - lo)
+    for q in (q1, q2):
+        if (hi - lo) < BD_MIN_OVERLAP * (q.max() - q.min()):
+            return None
+    f1, f2 = PchipInterpolator(q1, r1), PchipInterpolator(q2, r2)
+    avg1 = float(f1.integrate(lo, hi)) / (hi - lo)
+    avg2 = float(f2.integrate(lo, hi)) / (hi - lo)
     return float((math.exp(avg2 - avg1) - 1.0) * 100.0)

@@ -151,7 +151,8 @@ def summarise(cfg: BenchConfig, codecs: dict[str, Codec], skipped: dict[str, str
             "classification": "resize shorter side to crop_size = ceil16(input)+32 (bilinear), centre-crop, "
                               "compress, decode, centre-crop input_size, classify",
             "ms_ssim": "pytorch-msssim, RGB, data_range 1, window odic.losses.msssim_window",
-            "bd_rate": "Bjontegaard, cubic fit of log-rate vs quality; MS-SSIM in dB (-10 log10(1-x))",
+            "bd_rate": ("Bjontegaard, PCHIP of log-rate vs quality over the shared quality interval (null under 25% "
+                        "overlap); MS-SSIM in dB (-10 log10(1-x))"),
         },
         "codecs": {label: codec.info() for label, codec in codecs.items()},
         "odic_model_ids": {label: c.model_id for label, c in codecs.items() if hasattr(c, "model_id")},

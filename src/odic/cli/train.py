@@ -47,6 +47,11 @@ def register(sub) -> None:
     t.add_argument("--init", default=None, metavar="WEIGHTS", help="start from these weights")
     t.add_argument("--N", type=int, default=96, help="channels of the transforms")
     t.add_argument("--M", type=int, default=160, help="channels of the latent")
+    t.add_argument("--lambda-range", type=float, nargs=2, default=(0.5, 160.0), metavar=("MIN", "MAX"),
+                   help="rate-distortion weight at quality 0 and 100 (geometric in between)")
+    t.add_argument("--human-steps", type=int, default=0,
+                   help="first steps on the human observer only (a colour/structure warm-up)")
+    t.add_argument("--lr-drop-step", type=int, default=None, help="step from which the lr is multiplied by 0.1")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to the CSV)")
     t.set_defaults(func=run_train)
 
@@ -66,6 +71,8 @@ def run_train(args) -> int:
 
     if args.quality is not None and not 0 <= args.quality <= 100:
         raise UsageError("--quality must be in [0, 100]")
+    if not 0 < args.lambda_range[0] <= args.lambda_range[1]:
+        raise UsageError("--lambda-range needs 0 < MIN <= MAX")
     cfg = TrainConfig(
         data=args.data, val=args.val, val_count=args.val_count, out=args.out, observer=args.observer_classifier,
         layers=args.layers, kl_weight=args.kl_weight,
@@ -74,6 +81,8 @@ def run_train(args) -> int:
         quality=None if args.quality is None else args.quality / 100.0, steps=args.steps, crop=args.crop,
         batch=args.batch, lr=args.lr, seed=args.seed, ckpt_minutes=args.ckpt_minutes, val_every=args.val_every,
         threads=args.threads, resume=args.resume, init=args.init, N=args.N, M=args.M,
+        lambda_min=args.lambda_range[0], lambda_max=args.lambda_range[1], human_steps=args.human_steps,
+        lr_drop_step=args.lr_drop_step,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     t0 = time.time()

@@ -58,7 +58,18 @@ class TrainConfig:
     init: str | None = None  # start from these weights (a .pt checkpoint or exported weights)
     N: int = 96
     M: int = 160
+    lambda_min: float = 0.5  # rate-distortion weight at quality 0: reaches ~0.1 bpp
+    lambda_max: float = 160.0  # ... at quality 100
+    human_steps: int = 0  # the first steps train the human observer only (alpha = 0, no classifier)
+    lr_drop_step: int | None = None  # from this step on the learning rate is lr * lr_drop
+    lr_drop: float = 0.1
     progress: bool = True
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate for ``step``: constant, then one drop (Balle et al.'s schedule, shortened)."""
+        if self.lr_drop_step is not None and step >= self.lr_drop_step:
+            return self.lr * self.lr_drop
+        return self.lr
 
 
 def _dist_info() -> tuple[int, int]:
@@ -79,7 +90,9 @@ def _setup_distributed() -> torch.device:
     return torch.device("cpu")
 
 
-def sample_conditions(cfg: TrainConfig, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_conditions(cfg: TrainConfig, n: int, g: torch.Generator,
+                      step: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image (quality, alpha); alpha is 0 during the ``human_steps`` warm-up."""
     if cfg.quality is not None:
         q = torch.full((n,), float(cfg.quality))
     else:
@@ -93,6 +106,8 @@ def sample_conditions(cfg: TrainConfig, n: int, g: torch.Generator) -> tuple[tor
         a = lo + (hi - lo) * u
         a = torch.where(pick < 0.3, torch.full_like(a, lo), a)
         a = torch.where(pick > 0.7, torch.full_like(a, hi), a)
+    if step is not None and step < cfg.human_steps:
+        a = torch.zeros_like(a)
     return q, a
 
 
@@ -168,7 +183,8 @@ def train(cfg: TrainConfig) -> Path:
     val_imgs = _validation_batch(load_images(val_files))
 
     torch.manual_seed(cfg.seed)
-    model = OdicModel(ModelConfig(N=cfg.N, M=cfg.M)).to(device)
+    model = OdicModel(ModelConfig(N=cfg.N, M=cfg.M, lambda_min=cfg.lambda_min,
+                                   lambda_max=cfg.lambda_max)).to(device)
     observer = None
     if cfg.alpha != 0.0:
         observer = create_observer(cfg.observer, device)
@@ -179,8 +195,6 @@ def train(cfg: TrainConfig) -> Path:
     step, elapsed = 0, 0.0
     if cfg.resume and ckpt_path.exists():
         step, elapsed = load_training_state(ckpt_path, model, optimizer, aux_optimizer, sampler, cond_gen, rank)
-        for group in optimizer.param_groups:  # --lr given on resume wins over the saved one
-            group["lr"] = cfg.lr
     elif cfg.init:
         from ..weights import load_model_weights
 
@@ -218,7 +232,10 @@ def train(cfg: TrainConfig) -> Path:
     try:
         while step < cfg.steps:
             x = sampler.batch(cfg.batch).to(device)
-            q, a = sample_conditions(cfg, x.shape[0], cond_gen)
+            q, a = sample_conditions(cfg, x.shape[0], cond_gen, step)
+            lr = cfg.lr_at(step)  # set every step: --lr or the schedule given on resume wins over the saved one
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             q, a = q.to(device), a.to(device)
             result = ddp_model(x, q, a)
             d = observer_distortion(
@@ -249,7 +266,7 @@ def train(cfg: TrainConfig) -> Path:
                 with open(log_path, "a", newline="") as f:
                     csv.writer(f).writerow(
                         [step, round(time.time() - t0, 1)]
-                        + [f"{row[k]:.5f}" for k in log_fields[2:7]] + [cfg.lr]
+                        + [f"{row[k]:.5f}" for k in log_fields[2:7]] + [lr]
                     )
                 if writer:
                     for k, v in row.items():
