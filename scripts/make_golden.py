@@ -42,7 +42,7 @@ def latent_digest(codec, data: bytes) -> str:
     m = codec.model
     h = hashlib.sha256()
     hd = stream.header
-    for (top, left, th, tw), (y, z) in zip(tile_boxes(hd), stream.tiles, strict=True):
+    for (_top, _left, th, tw), (y, z) in zip(tile_boxes(hd), stream.tiles, strict=True):
         shape = odic.api._z_shape(th, tw)
         z_hat = m.entropy_bottleneck.decompress([z], shape)
         idx, means = m._entropy_parameters(z_hat, hd.quality_code, hd.alpha_code)

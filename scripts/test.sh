@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 if [ -x scripts/setup-browser.sh ]; then scripts/setup-browser.sh; fi
-.venv/bin/ruff check src tests
+.venv/bin/ruff check src tests scripts
 exec .venv/bin/python -m pytest "$@"
