@@ -118,17 +118,22 @@ class Codec:
     # ------------------------------------------------------------------ batches
     @torch.no_grad()
     def compress_batch(self, x: torch.Tensor, quality: float = 50.0, observer: float | str = 0.0) -> list[bytes]:
-        """Compress a float batch (B, 3, H, W) in [0, 1] at one setting; one stream per image."""
+        """Compress a float batch (B, 3, H, W) in [0, 1] at one setting; one stream per image.
+
+        Each stream is exactly what :meth:`compress` writes for that image (a batched analysis
+        transform could round a latent differently), and decodes with :meth:`decompress_batch`.
+        """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a batch of shape (B, 3, H, W), got {tuple(x.shape)}")
         qcode, acode = quality_to_code(quality), observer_to_code(parse_observer(observer))
         h, w = x.shape[-2:]
         x8 = torch.floor(x.detach().float().clamp(0, 1) * 255 + 0.5) / 255  # what a PNG would hold
-        out = self.model.compress(_pad(x8.to(self.device)), qcode, acode)
-        return [
-            pack(Stream(self._header(w, h, qcode, acode, imageio.ColorMode.RGB, 0), [(y, z)]))
-            for y, z in zip(*out["strings"], strict=True)
-        ]
+        streams = []
+        for image in x8:  # one by one, so a stream has the same bits as compress() of that image
+            out = self.model.compress(_pad(image[None].to(self.device)), qcode, acode)
+            (y,), (z,) = out["strings"]
+            streams.append(pack(Stream(self._header(w, h, qcode, acode, imageio.ColorMode.RGB, 0), [(y, z)])))
+        return streams
 
     @torch.no_grad()
     def decompress_batch(self, streams: list[bytes]) -> torch.Tensor:
@@ -142,8 +147,10 @@ class Codec:
             ):
                 raise ValueError("decompress_batch needs untiled streams of one size, model and setting")
         codec = self._codec_for(h0)
-        x = codec._guarded_decompress([p.tiles[0][0] for p in parsed], [p.tiles[0][1] for p in parsed],
-                                      h0.height, h0.width, h0)
+        # Image by image: a batched synthesis blocks its matrix products differently, so a pixel
+        # near a rounding boundary could decode one level apart from the same stream decoded alone.
+        x = torch.cat([codec._guarded_decompress([p.tiles[0][0]], [p.tiles[0][1]], h0.height, h0.width, h0)
+                       for p in parsed])
         return torch.floor(x[..., : h0.height, : h0.width] * 255 + 0.5) / 255
 
     # ------------------------------------------------------------------ internals
