@@ -170,3 +170,15 @@ def test_never_overwrites_input(photo):
     before = photo.read_bytes()
     assert main(["compress", str(photo), "-o", str(photo), "--force", "-q"]) == 1
     assert photo.read_bytes() == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--lambda-range", "5", "1"], "--lambda-range"),
+    (["--lambda-range", "0", "1"], "--lambda-range"),
+    (["--quality", "120"], "--quality"),
+])
+def test_train_refuses_bad_options(cli, tmp_path, args, message):
+    result = cli("train", "--out", str(tmp_path / "run"), *args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
