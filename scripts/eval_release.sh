@@ -24,3 +24,4 @@ $ODIC bench --data imagenet="$DATA/imagenet-sample" --codecs "odic:alpha=1:$Q,he
 mkdir -p docs/results
 .venv/bin/python scripts/frontier.py results/odic-kodak/summary.json results/odic-imagenet/summary.json \
   --human kodak --labelled imagenet --bpp 0.25 --classifier efficientnet_lite0 -o docs/results/frontier
+.venv/bin/python scripts/plot_anchors.py results/odic-kodak/summary.json -o docs/results/kodak-anchors
