@@ -87,10 +87,8 @@ def observer_distortion(
     """``D_alpha`` per image; the classifier runs only on the images whose alpha is above 0."""
     d_h = human_distortion(x, x_hat, mse_weight)
     d_m = torch.zeros_like(d_h)
-    machine_rows = (alpha > 0).nonzero().flatten() if observer is not None else alpha.new_zeros(0, dtype=torch.long)
-    if len(machine_rows) == len(alpha):
-        d_m = machine_scale * machine_distortion(observer, x, x_hat, layers, kl_weight)
-    elif len(machine_rows):  # only the images that have a machine share pay for the classifier
+    machine_rows = (alpha > 0).nonzero().flatten() if observer is not None else []
+    if len(machine_rows):  # only the images that have a machine share pay for the classifier
         part = machine_scale * machine_distortion(observer, x[machine_rows], x_hat[machine_rows], layers, kl_weight)
         d_m = d_m.index_put((machine_rows,), part)
     return {"d_alpha": (1 - alpha) * d_h + alpha * d_m, "d_human": d_h, "d_machine": d_m}

@@ -5,10 +5,9 @@ Decoding runs without oneDNN (its kernels split reductions by thread count, see
 (``slow_conv_transpose2d``) is the slowest kernel of the whole decoder. A stride-2 transposed
 convolution is exactly a stride-1 convolution with ``4 x`` the output channels followed by a
 pixel shuffle (the "sub-pixel" form, Shi et al. 2016): each of the four output phases only ever
-sees a 3x3 neighbourhood of the input. GDN is evaluated as one 1x1 convolution with its
-re-parametrised weights.
+sees a 3x3 neighbourhood of the input. Every other layer (GDN, FiLM) runs as it is.
 
-The training graph (:class:`compressai.layers.GDN`, ``nn.ConvTranspose2d``) is untouched: these
+The training graph (``nn.ConvTranspose2d``) is untouched: these
 functions read the same parameters, so weights files stay as they are.
 """
 
@@ -16,7 +15,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from compressai.layers import GDN
 from torch import Tensor, nn
 
 from .conditioning import ConditionalSequential, FiLM
@@ -54,15 +52,6 @@ def subpixel_deconv(x: Tensor, deconv: nn.ConvTranspose2d) -> Tensor:
     return F.pixel_shuffle(F.conv2d(x, weight, bias, padding=1), 2)
 
 
-def gdn_1x1(x: Tensor, gdn: GDN) -> Tensor:
-    """``gdn(x)`` with the re-parametrised (beta, gamma) applied as one 1x1 convolution."""
-    c = x.shape[1]
-    beta = gdn.beta_reparam(gdn.beta)
-    gamma = gdn.gamma_reparam(gdn.gamma).reshape(c, c, 1, 1)
-    norm = F.conv2d(x * x, gamma, beta)
-    return x * (norm.sqrt() if gdn.inverse else norm.rsqrt())
-
-
 #: Narrower transposed convolutions (the last one, to RGB) stay as they are: with 3 output channels
 #: the sub-pixel form's im2col dominates and it was measured 5x slower (96->3 at 256x384, 2 threads).
 SUBPIXEL_MIN_CHANNELS = 16
@@ -77,8 +66,6 @@ def run_synthesis(g_s: ConditionalSequential, y: Tensor, cond: Tensor) -> Tensor
             x = layer(x, cond)
         elif isinstance(layer, nn.ConvTranspose2d) and layer.out_channels >= SUBPIXEL_MIN_CHANNELS:
             x = subpixel_deconv(x, layer)
-        elif isinstance(layer, GDN):
-            x = gdn_1x1(x, layer)
         else:
             x = layer(x)
     return x
