@@ -105,3 +105,31 @@ def test_human_warm_up_and_lr_drop(tiny_data, tmp_path):
     assert all(float(r["d_machine"]) == 0 for r in rows[:6])  # warm-up: classifier never charged
     assert any(float(r["d_machine"]) > 0 for r in rows[6:])
     assert [float(r["lr"]) for r in rows] == [1e-3] * 8 + [pytest.approx(1e-4)] * 4
+
+
+def test_sigterm_checkpoints_and_resume_continues(tiny_data, tmp_path):
+    """Stopping a run (SIGTERM) writes a checkpoint at the step reached; --resume goes on from it."""
+    import signal
+    import threading
+    import time
+
+    out = tmp_path / "stop"
+    log = out / "log.csv"
+
+    def kill_when_logging() -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if log.exists() and len(log.read_text().splitlines()) >= 4:  # header + 3 steps
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=kill_when_logging, daemon=True).start()
+    train(_cfg(tiny_data, out, 100000, log_every=1))  # returns instead of dying
+    state = torch.load(out / "last.pt", weights_only=False)
+    logged = [int(r["step"]) for r in csv.DictReader(open(log))]
+    assert 3 <= state["step"] < 100000
+    assert state["step"] == logged[-1]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run
+    train(_cfg(tiny_data, out, state["step"] + 2, log_every=1, resume=True))
+    assert torch.load(out / "last.pt", weights_only=False)["step"] == state["step"] + 2

@@ -8,12 +8,15 @@ the entropy bottleneck's auxiliary loss has its own optimizer (CompressAI's reco
 Runs unchanged under ``torchrun`` (DistributedDataParallel, gloo on CPU / nccl on GPU): every rank
 draws its own crops, gradients are averaged, rank 0 writes checkpoints and logs.
 Checkpoints hold model, optimizers, step and every RNG state, so ``--resume`` continues bit for bit.
+SIGTERM or Ctrl-C stops after the current step and writes a checkpoint first, so stopping a run
+(to change its schedule, or because the session ends) never loses more than one step.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,6 +73,26 @@ class TrainConfig:
         if self.lr_drop_step is not None and step >= self.lr_drop_step:
             return self.lr * self.lr_drop
         return self.lr
+
+
+class _StopRequest:
+    """Turns SIGTERM / SIGINT into a flag the loop checks once per step (then it checkpoints)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals stay as they are
+                pass
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def _dist_info() -> tuple[int, int]:
@@ -229,8 +252,9 @@ def train(cfg: TrainConfig) -> Path:
         task = progress.add_task("train", total=cfg.steps, completed=step, info="")
         progress.start()
     model.train()
+    stop = _StopRequest() if rank == 0 and world == 1 else None
     try:
-        while step < cfg.steps:
+        while step < cfg.steps and not (stop and stop.requested):
             x = sampler.batch(cfg.batch).to(device)
             q, a = sample_conditions(cfg, x.shape[0], cond_gen, step)
             lr = cfg.lr_at(step)  # set every step: --lr or the schedule given on resume wins over the saved one
@@ -290,11 +314,14 @@ def train(cfg: TrainConfig) -> Path:
                             for k in ("bpp", "msssim", "top1_agree"):
                                 if r[k] is not None:
                                     writer.add_scalar(f"{tag}/{k}", r[k], step)
-            if time.time() - last_ckpt > cfg.ckpt_minutes * 60 or step == cfg.steps:
+            stopping = stop is not None and stop.requested
+            if time.time() - last_ckpt > cfg.ckpt_minutes * 60 or step == cfg.steps or stopping:
                 save_training_state(ckpt_path, model, optimizer, aux_optimizer, sampler,
                                     cond_gen, step, asdict(cfg), rank, world, time.time() - t0)
                 last_ckpt = time.time()
     finally:
+        if stop:
+            stop.restore()
         if progress:
             progress.stop()
         if writer:
