@@ -36,14 +36,14 @@ CASES = [
 
 def latent_digest(codec, data: bytes) -> str:
     """SHA-256 over the entropy-decoded y and z symbols of every tile."""
-    from odic.bitstream import tile_boxes, unpack
+    from odic.bitstream import coded_box, tile_boxes, unpack
 
     stream = unpack(data)
     m = codec.model
     h = hashlib.sha256()
     hd = stream.header
-    for (_top, _left, th, tw), (y, z) in zip(tile_boxes(hd), stream.tiles, strict=True):
-        shape = odic.api._z_shape(th, tw)
+    for box, (y, z) in zip(tile_boxes(hd), stream.tiles, strict=True):
+        shape = odic.api._z_shape(*coded_box(hd, box)[2:])
         z_hat = m.entropy_bottleneck.decompress([z], shape)
         idx, means = m._entropy_parameters(z_hat, hd.quality_code, hd.alpha_code)
         y_hat = m.gaussian_conditional.decompress([y], idx, means=means)

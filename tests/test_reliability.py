@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from odic.bitstream import FormatError, unpack
+from odic.bitstream import FLAG_TILE_MARGIN, TILE_MARGIN, FormatError, coded_box, read_header, tile_boxes, unpack
 from odic.cli import main
 from odic.imageio import ImageReadError
 from odic.weights import ModelNotFound
@@ -242,26 +243,61 @@ def test_tiled_300x200_round_trip(codec):
     tiled = np.asarray(codec.decompress(codec.compress(img, quality=60, tile=128)))
     whole = np.asarray(codec.decompress(codec.compress(img, quality=60, tile=0)))
     assert tiled.shape == img.shape
-    # 128 px tiles of a 300x200 image are mostly border (padding, no context across tiles): measured
-    # 1.2 dB below the whole image with odic-base-s15169. The default tile is 1024 px; seams are checked below.
-    assert _psnr(img, tiled) > _psnr(img, whole) - 1.5
+    # Overlapping tiles (FLAG_TILE_MARGIN) keep every kept pixel away from a coded border: measured
+    # 30.01 dB tiled against 30.01 dB whole with odic-base-s15169 (1.2 dB lower before the margin).
+    assert _psnr(img, tiled) > _psnr(img, whole) - 0.3
 
 
-@pytest.mark.xfail(strict=True, reason="known defect of odic-base-s15169: it reconstructs image borders worse "
-                   "(mean error 12 vs 6 grey levels in the outer 4 px), and every tile border is an image border, "
-                   "so tiles show seams; docs/reliability.md")
 def test_tiles_have_no_seams(codec):
+    """Every model reconstructs the outer 2-4 px of an image worse; tile borders must not be image borders."""
     img = smooth_image(200, 300, 5)
-    tiled = np.asarray(codec.decompress(codec.compress(img, quality=60, tile=128)))
-    # the error in a 4 px band around the tile borders is not worse than elsewhere
+    data = codec.compress(img, quality=60, tile=128)
+    step = read_header(data)[0].tile_step
+    tiled = np.asarray(codec.decompress(data))
     err = np.abs(tiled.astype(float) - img.astype(float)).mean(axis=2)
-    band = np.zeros(err.shape, bool)
-    for b in (128, 256):
+    band = np.zeros(err.shape, bool)  # 4 px either side of every place two tiles meet
+    for b in range(step, 300, step):
         if b < err.shape[1]:
             band[:, b - 4 : b + 4] = True
         if b < err.shape[0]:
             band[b - 4 : b + 4, :] = True
-    assert err[band].mean() < 1.5 * err[~band].mean() + 1
+    assert band.any()
+    # measured 6.42 in the band against 6.33 elsewhere (12.6 against 6.5 with tiles that did not overlap)
+    assert err[band].mean() < 1.15 * err[~band].mean()
+
+
+def test_tile_margin_flag_is_validated(codec, monkeypatch):
+    untiled = codec.compress(smooth_image(40, 60), quality=30)
+    body = bytearray(untiled[:-4])
+    body[5] |= FLAG_TILE_MARGIN
+    _expect(codec, with_crc(bytes(body)), "tile margin flag set on an untiled stream")
+    img = smooth_image(150, 200, 2)
+    tiled = codec.compress(img, quality=30, tile=64)
+    # a tiled stream without the flag (abutting tiles, as written before the flag existed) is still read
+    with monkeypatch.context() as m:
+        m.setattr("odic.api.FLAG_TILE_MARGIN", 0)
+        abutting = codec.compress(img, quality=30, tile=64)
+    assert read_header(abutting)[0].tile_step == 64 and codec.info(abutting)["tile_margin"] == 0
+    old, new = (np.asarray(codec.decompress(d)) for d in (abutting, tiled))
+    assert old.shape == new.shape == img.shape and _psnr(img, old) > _psnr(img, new) - 3
+    hd = read_header(tiled)[0]
+    assert hd.flags & FLAG_TILE_MARGIN and hd.tile_step == 64 - 2 * TILE_MARGIN
+    assert [b for b in tile_boxes(hd)][:2] == [(0, 0, 48, 48), (0, 48, 48, 48)]
+    assert coded_box(hd, (48, 48, 48, 48)) == (40, 40, 64, 64)  # an interior tile codes exactly 64 px
+    assert coded_box(hd, (0, 0, 48, 48)) == (0, 0, 56, 56)  # no margin beyond the image
+
+
+def test_even_tiles_leave_no_sliver():
+    from odic.api import _even_tile
+
+    for h, w in ((3000, 4000), (2049, 2049), (6000, 8000), (2048, 4096)):
+        side = _even_tile(h, w)
+        step = side - 2 * TILE_MARGIN
+        assert side % 64 == 0 and side <= 2048
+        for n in (h, w):
+            assert math.ceil(n / step) == math.ceil(n / 1024)  # as many tiles as abutting 1024 px ones
+            last = n - (math.ceil(n / step) - 1) * step
+            assert last >= step // 2, (h, w, side, last)  # the last row / column is at least half a tile
 
 
 def test_untiled_limit(codec):

@@ -133,3 +133,25 @@ def test_sigterm_checkpoints_and_resume_continues(tiny_data, tmp_path):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run
     train(_cfg(tiny_data, out, state["step"] + 2, log_every=1, resume=True))
     assert torch.load(out / "last.pt", weights_only=False)["step"] == state["step"] + 2
+
+
+def test_non_finite_step_is_skipped(tiny_data, tmp_path, monkeypatch):
+    """A batch whose loss is NaN (e.g. MS-SSIM of a degenerate crop) skips its update, not the run."""
+    import odic.train.loop as loop
+
+    real, calls = loop.observer_distortion, []
+
+    def nan_on_third_call(*args, **kw):
+        d = real(*args, **kw)
+        calls.append(1)
+        if len(calls) == 3:
+            d["d_alpha"] = d["d_alpha"] * float("nan")
+        return d
+
+    monkeypatch.setattr(loop, "observer_distortion", nan_on_third_call)
+    run = train(_cfg(tiny_data, tmp_path / "nan", 10, log_every=1))
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert state["step"] == 10 and len(calls) == 10
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    steps = [int(r["step"]) for r in csv.DictReader(open(run / "log.csv"))]
+    assert steps == [1, 2, 4, 5, 6, 7, 8, 9, 10]  # the skipped step is not averaged into the log

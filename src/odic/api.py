@@ -21,11 +21,14 @@ from PIL import Image
 from . import imageio
 from .bitstream import (
     FLAG_ALPHA,
+    FLAG_TILE_MARGIN,
     MAX_TILE_PIXELS,
     MODEL_STRIDE,
+    TILE_MARGIN,
     FormatError,
     Header,
     Stream,
+    coded_box,
     observer_to_code,
     pack,
     quality_to_code,
@@ -162,7 +165,7 @@ class Codec:
         if tile is None:
             if h * w <= TILE_THRESHOLD_PIXELS:
                 return 0
-            tile = DEFAULT_TILE
+            tile = _even_tile(h, w)
         if tile == 0:
             if h * w > MAX_TILE_PIXELS:
                 raise ValueError(f"an image of {w}x{h} is too large to code untiled (at most {MAX_TILE_PIXELS} "
@@ -177,9 +180,10 @@ class Codec:
     @torch.no_grad()
     def _encode(self, prep: imageio.Prepared, x: torch.Tensor, qcode: int, acode: int, tile_units: int) -> bytes:
         h, w = x.shape[-2:]
-        header = self._header(w, h, qcode, acode, prep.mode, tile_units)
+        header = self._header(w, h, qcode, acode, prep.mode, tile_units, FLAG_TILE_MARGIN if tile_units else 0)
         tiles = []
-        for top, left, th, tw in tile_boxes(header):
+        for box in tile_boxes(header):
+            top, left, th, tw = coded_box(header, box)
             part = _pad(x[..., top : top + th, left : left + tw].to(self.device))
             out = self.model.compress(part, qcode, acode)
             tiles.append((out["strings"][0][0], out["strings"][1][0]))
@@ -193,9 +197,12 @@ class Codec:
     def _decode_rgb(self, stream: Stream) -> np.ndarray:
         hd = stream.header
         canvas = np.empty((hd.height, hd.width, 3), dtype=np.uint8)
-        for (top, left, th, tw), (y, z) in zip(tile_boxes(hd), stream.tiles, strict=True):
-            x = self._guarded_decompress([y], [z], th, tw, hd)
-            canvas[top : top + th, left : left + tw] = imageio.to_uint8(x[0, :, :th, :tw])
+        for box, (y, z) in zip(tile_boxes(hd), stream.tiles, strict=True):
+            top, left, th, tw = box
+            ctop, cleft, ch, cw = coded_box(hd, box)
+            x = self._guarded_decompress([y], [z], ch, cw, hd)
+            dy, dx = top - ctop, left - cleft  # the margin above / left of the tile
+            canvas[top : top + th, left : left + tw] = imageio.to_uint8(x[0, :, dy : dy + th, dx : dx + tw])
         return canvas
 
     def _guarded_decompress(self, ys: list[bytes], zs: list[bytes], th: int, tw: int, hd: Header) -> torch.Tensor:
@@ -324,6 +331,17 @@ def _pad(x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2:]
     ph, pw = (-h) % MODEL_STRIDE, (-w) % MODEL_STRIDE
     return F.pad(x, [0, pw, 0, ph], mode="replicate") if ph or pw else x
+
+
+def _even_tile(h: int, w: int) -> int:
+    """The tile side for as many tiles as DEFAULT_TILE would give, but even, with no thin last row.
+
+    Tiles overlap by TILE_MARGIN (FLAG_TILE_MARGIN), so a fixed side would leave slivers (a 4000 px
+    wide image in 992 px steps ends in a 32 px column); sizing the tiles to the image avoids them.
+    """
+    rows, cols = math.ceil(h / DEFAULT_TILE), math.ceil(w / DEFAULT_TILE)
+    side = max(math.ceil(h / rows), math.ceil(w / cols)) + 2 * TILE_MARGIN
+    return min(math.ceil(side / MODEL_STRIDE) * MODEL_STRIDE, math.isqrt(MAX_TILE_PIXELS))
 
 
 def _z_shape(h: int, w: int) -> tuple[int, int]:

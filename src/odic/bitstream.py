@@ -8,7 +8,9 @@ Layout (all integers big-endian)::
 
     0   4  magic  b"ODIC"
     4   1  format version (FORMAT_VERSION)
-    5   1  flags: bit 0 = an alpha plane follows the tiles (zlib); other bits must be 0
+    5   1  flags: bit 0 = an alpha plane follows the tiles (zlib);
+                  bit 1 = tiles overlap by TILE_MARGIN px on each side (tiled streams only);
+                  other bits must be 0
     6   1  original colour mode (ColorMode)
     7   1  n = length of the model id (1..64)
     8   n  model id, ASCII
@@ -19,6 +21,9 @@ Layout (all integers big-endian)::
     .   2  observer code (0..1000: alpha 0..1 in steps of 0.001)
     .   2  tile size in units of 64 px (0 = one tile for the whole image)
     .      per tile, in raster order: 4-byte length + y string, 4-byte length + z string
+           (with flags bit 1, tiles sit every tile size - 2 * TILE_MARGIN px and each tile's strings
+           code its box grown by TILE_MARGIN px on every side where the image goes on, so an interior
+           tile codes exactly tile size px; the decoder keeps the box, see :func:`coded_box`)
     .      if flags bit 0: 4-byte length + zlib-compressed alpha plane (height x width bytes)
     -4  4  CRC32 of every byte before it
 """
@@ -45,7 +50,12 @@ MAX_TILE_PIXELS = 2048 * 2048
 MAX_STRING_BYTES_PER_PIXEL = 8
 STRING_SLACK_BYTES = 4096
 FLAG_ALPHA = 0x01
-_KNOWN_FLAGS = FLAG_ALPHA
+#: Tiles overlap their neighbours by TILE_MARGIN px and the decoder crops it away: a learned
+#: transform reconstructs the outer 2-4 px of any image worse (less context), so tiles that end
+#: exactly at their borders would show seams. 8 px is twice the measured reach (docs/format.md).
+FLAG_TILE_MARGIN = 0x02
+TILE_MARGIN = 8
+_KNOWN_FLAGS = FLAG_ALPHA | FLAG_TILE_MARGIN
 
 
 class FormatError(ValueError):
@@ -86,13 +96,19 @@ class Header:
 
     @property
     def tile_size(self) -> int:
+        """Side of a coded tile (a multiple of the model stride, so interior tiles need no padding)."""
         return self.tile_units * MODEL_STRIDE
+
+    @property
+    def tile_step(self) -> int:
+        """Distance between tiles: the coded side less the two margins it shares with its neighbours."""
+        return self.tile_size - (2 * TILE_MARGIN if self.flags & FLAG_TILE_MARGIN else 0)
 
     def tile_grid(self) -> tuple[int, int]:
         """(rows, cols) of tiles covering the image."""
         if self.tile_units == 0:
             return 1, 1
-        return math.ceil(self.height / self.tile_size), math.ceil(self.width / self.tile_size)
+        return math.ceil(self.height / self.tile_step), math.ceil(self.width / self.tile_step)
 
     def to_dict(self) -> dict:
         rows, cols = self.tile_grid()
@@ -106,6 +122,7 @@ class Header:
             "quality": self.quality,
             "observer": self.observer,
             "tile_size": self.tile_size or None,
+            "tile_margin": TILE_MARGIN if self.flags & FLAG_TILE_MARGIN else 0,
             "tiles": rows * cols,
             "alpha_plane": bool(self.flags & FLAG_ALPHA),
         }
@@ -135,6 +152,8 @@ def _validate_header(h: Header, max_pixels: int | None) -> None:
         raise FormatError(
             f"untiled image of {h.width}x{h.height} exceeds {MAX_TILE_PIXELS} pixels per tile; it must be tiled"
         )
+    if h.flags & FLAG_TILE_MARGIN and not h.tile_units:
+        raise FormatError("tile margin flag set on an untiled stream")
     if h.tile_units and h.tile_size * h.tile_size > MAX_TILE_PIXELS:
         raise FormatError(f"tile size {h.tile_size} exceeds {MAX_TILE_PIXELS} pixels per tile")
     if not 0 <= h.quality_code <= 10000:
@@ -233,8 +252,8 @@ def unpack(data: bytes, max_pixels: int | None = None) -> Stream:
     header, r = read_header(data, max_pixels)
     rows, cols = header.tile_grid()
     tiles = []
-    for i, (_, _, th, tw) in enumerate(tile_boxes(header)):
-        limit = max_string_bytes(th, tw)
+    for i, box in enumerate(tile_boxes(header)):
+        limit = max_string_bytes(*coded_box(header, box)[2:])
         (ny,) = r.unpack(">I", f"tile {i} y length")
         if ny > limit:
             raise FormatError(f"tile {i} y string length {ny} exceeds the {limit} bytes its size allows")
@@ -258,12 +277,22 @@ def tile_boxes(header: Header) -> Iterator[tuple[int, int, int, int]]:
     if header.tile_units == 0:
         yield 0, 0, header.height, header.width
         return
-    t = header.tile_size
+    t = header.tile_step
     rows, cols = header.tile_grid()
     for r in range(rows):
         for c in range(cols):
             top, left = r * t, c * t
             yield top, left, min(t, header.height - top), min(t, header.width - left)
+
+
+def coded_box(header: Header, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """(top, left, height, width) that a tile's strings code: its box grown by the margin, in the image."""
+    top, left, th, tw = box
+    if not header.flags & FLAG_TILE_MARGIN:
+        return box
+    t, lf = max(0, top - TILE_MARGIN), max(0, left - TILE_MARGIN)
+    bottom, right = min(header.height, top + th + TILE_MARGIN), min(header.width, left + tw + TILE_MARGIN)
+    return t, lf, bottom - t, right - lf
 
 
 def max_string_bytes(height: int, width: int) -> int:

@@ -241,6 +241,7 @@ def train(cfg: TrainConfig) -> Path:
     last_ckpt = time.time()
     t0 = time.time() - elapsed  # the log's time column is training wall time across resumes
     acc: dict[str, float] = {}
+    skipped = 0  # updates skipped for a non-finite gradient
     progress = None
     if rank == 0 and cfg.progress:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -270,20 +271,26 @@ def train(cfg: TrainConfig) -> Path:
             loss = (lmbda_for(q, model.config) * d["d_alpha"] + bpp).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.clip:
-                nn.utils.clip_grad_norm_(_main_parameters(model), cfg.clip)
-            optimizer.step()
+            norm = nn.utils.clip_grad_norm_(_main_parameters(model), cfg.clip or float("inf"))
+            finite = bool(torch.isfinite(norm))
+            if finite:
+                optimizer.step()
+            else:  # one bad batch (e.g. MS-SSIM of a degenerate crop) must not turn every weight into NaN
+                skipped += 1
+                print(f"step {step}: non-finite loss or gradient, update skipped ({skipped} so far)", flush=True)
+                optimizer.zero_grad(set_to_none=True)
             aux = model.aux_loss()
             aux_optimizer.zero_grad(set_to_none=True)
             aux.backward()
             aux_optimizer.step()
             step += 1
 
-            for k, v in (("loss", loss), ("bpp", bpp.mean()), ("d_human", d["d_human"].mean()),
-                         ("d_machine", d["d_machine"].mean()), ("aux", aux)):
-                acc[k] = acc.get(k, 0.0) + float(v.detach())
-            acc["_n"] = acc.get("_n", 0) + 1
-            if rank == 0 and step % cfg.log_every == 0:
+            if finite:  # the log averages the steps that were applied
+                for k, v in (("loss", loss), ("bpp", bpp.mean()), ("d_human", d["d_human"].mean()),
+                             ("d_machine", d["d_machine"].mean()), ("aux", aux)):
+                    acc[k] = acc.get(k, 0.0) + float(v.detach())
+                acc["_n"] = acc.get("_n", 0) + 1
+            if rank == 0 and step % cfg.log_every == 0 and acc:
                 count = acc.pop("_n")
                 row = {k: v / count for k, v in acc.items()}  # after a resume fewer steps may be summed
                 acc = {}
