@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Ship a training checkpoint as the bundled model and measure it the way docs/results.md reports.
+# Usage: scripts/release.sh RUN_DIR/last.pt MODEL_ID META_JSON [IMAGENET_LIMIT]
+#   e.g. scripts/release.sh runs/v4/last.pt odic-base-s27000 '{"command": "...", "wall_time": "..."}'
+# Steps: export fp16 weights over src/odic/weights/odic-base.pt, regenerate the golden vectors,
+# evaluate (eval_release.sh), time encode/decode, check determinism. Writes results/release-*.log.
+# Commit the new weights normally afterwards (replace the file; never rewrite history).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CKPT=$1
+MODEL_ID=$2
+META=$3
+LIMIT=${4:-100}
+mkdir -p results
+.venv/bin/odic export "$CKPT" -o src/odic/weights/odic-base.pt --model-id "$MODEL_ID" --force --meta "$META"
+.venv/bin/python scripts/make_golden.py
+start=$(date +%s)
+scripts/eval_release.sh "$LIMIT" 2 2>&1 | tee results/release-eval.log
+echo "eval_release: $(( $(date +%s) - start )) s" | tee -a results/release-eval.log
+.venv/bin/python scripts/measure_speed.py --limit 24 --threads 2 --out results/speed.json 2>&1 | tee results/release-speed.log
+.venv/bin/python scripts/determinism_check.py --kodak 24 --imagenet 50 2>&1 | tee results/release-determinism.log
