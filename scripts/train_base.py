@@ -7,9 +7,9 @@ History (docs/training.md has the numbers):
   at step 15169 as odic-base-s15169.
 * runs/v4 (this script): continues from odic-base-s15169 with a fresh optimizer at lr 3e-4 (the
   dropped lr had stopped paying off less than the high-lr phase still would), same data, losses
-  and lambda; the lr drops x0.1 at ``ODIC_LR_DROP_STEP`` (counted from this run's step 0; set it on
-  the last resume, since the run is limited by wall time, not steps). Stop it with SIGTERM: it
-  checkpoints first.
+  and lambda. The run is limited by wall time, not steps, so the lr is stepped down by hand: stop
+  it (SIGTERM checkpoints first) and resume with ``ODIC_LR=...`` (the lr from then on), or set
+  ``ODIC_LR_DROP_STEP`` (x0.1 from that step, counted from this run's step 0).
 """
 
 import os
@@ -19,7 +19,8 @@ sys.path.insert(0, "src")
 from odic.train import TrainConfig, train  # noqa: E402
 
 drop = os.environ.get("ODIC_LR_DROP_STEP")
-train(TrainConfig(out="runs/v4", init="src/odic/weights/odic-base.pt", steps=200000, lr=3e-4,
+train(TrainConfig(out="runs/v4", init="src/odic/weights/odic-base.pt", steps=200000,
+                  lr=float(os.environ.get("ODIC_LR", "3e-4")),
                   mse_weight=10.0, threads=2, progress=False, lambda_min=0.5, lambda_max=160.0,
                   lr_drop_step=int(drop) if drop else None,
                   val_every=1000, log_every=50, ckpt_minutes=4, resume=True))
