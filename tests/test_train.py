@@ -77,6 +77,12 @@ def test_export_and_load(tiny_data, tmp_path):
     data = codec.compress(smooth_image(30, 30), quality=50)
     assert codec.info(data)["model_id"] == "tiny-test"
     assert codec.decompress(data).size == (30, 30)
+    # parameters are fp16; constant buffers keep values fp16 would round to 0
+    state = torch.load(out, weights_only=False)["state_dict"]
+    bound = state["gaussian_conditional.likelihood_lower_bound.bound"]
+    assert bound.dtype == torch.float32 and bound.item() == pytest.approx(1e-9)
+    assert all(v.item() > 0 for k, v in state.items() if k.endswith("pedestal"))
+    assert state["g_a.layers.0.weight"].dtype == torch.float16
 
 
 @pytest.mark.skipif(not shutil.which("torchrun", path=os.path.dirname(sys.executable)), reason="torchrun missing")
@@ -155,3 +161,14 @@ def test_non_finite_step_is_skipped(tiny_data, tmp_path, monkeypatch):
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     steps = [int(r["step"]) for r in csv.DictReader(open(run / "log.csv"))]
     assert steps == [1, 2, 4, 5, 6, 7, 8, 9, 10]  # the skipped step is not averaged into the log
+
+
+def test_init_restores_constant_buffers(tiny_data, tmp_path):
+    """Weights whose fixed bounds were rounded to 0 (old fp16 exports) do not train without a likelihood floor."""
+    run = train(_cfg(tiny_data, tmp_path / "c0", 2))
+    state = torch.load(run / "last.pt", weights_only=False)
+    key = "gaussian_conditional.likelihood_lower_bound.bound"
+    state["model"][key] = torch.zeros_like(state["model"][key])
+    torch.save(state, tmp_path / "rounded.pt")
+    again = train(_cfg(tiny_data, tmp_path / "c1", 2, init=str(tmp_path / "rounded.pt")))
+    assert torch.load(again / "last.pt", weights_only=False)["model"][key].item() == pytest.approx(1e-9)

@@ -49,7 +49,14 @@ def state_dict_hash(state_dict: dict[str, torch.Tensor]) -> bytes:
 
 
 def _fp16_state(model: OdicModel) -> dict[str, torch.Tensor]:
-    return {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    """Parameters in fp16; buffers as they are.
+
+    Buffers are small constants that fp16 cannot hold: the likelihood bound (1e-9) and the GDN
+    pedestals (2^-36) round to 0, and a model trained on from such a file loses its likelihood floor
+    (likelihoods of 0, infinite rate, NaN gradients).
+    """
+    params = {k for k, _ in model.named_parameters()}
+    return {k: (v.half() if k in params and v.is_floating_point() else v) for k, v in model.state_dict().items()}
 
 
 def export_weights(model: OdicModel, path: str | Path, model_id: str, meta: dict | None = None) -> bytes:

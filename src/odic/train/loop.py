@@ -134,6 +134,11 @@ def sample_conditions(cfg: TrainConfig, n: int, g: torch.Generator,
     return q, a
 
 
+def _constant_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The fixed bounds and pedestals of CompressAI's layers (not learned: set at construction)."""
+    return {k: v.clone() for k, v in model.named_buffers() if k.endswith(("pedestal", ".bound"))}
+
+
 def _aux_parameters(model: nn.Module):
     return [p for n, p in model.named_parameters() if n.endswith("quantiles")]
 
@@ -216,12 +221,15 @@ def train(cfg: TrainConfig) -> Path:
     cond_gen = torch.Generator().manual_seed(cfg.seed + 7 + 1000 * rank)
 
     step, elapsed = 0, 0.0
+    constants = _constant_buffers(model)
     if cfg.resume and ckpt_path.exists():
         step, elapsed = load_training_state(ckpt_path, model, optimizer, aux_optimizer, sampler, cond_gen, rank)
     elif cfg.init:
         from ..weights import load_model_weights
 
         load_model_weights(model, cfg.init)
+    for name, value in constants.items():  # a file may hold them rounded (old fp16 exports)
+        model.get_buffer(name).copy_(value)
     ddp_model: nn.Module = model
     if world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
