@@ -18,6 +18,20 @@ def test_subpixel_equals_transposed_conv(cin, cout):
     assert torch.allclose(subpixel_deconv(x, layer), layer(x), atol=1e-12)
 
 
+def test_rearranged_weights_follow_parameter_changes():
+    """The sub-pixel weights are cached per layer; an in-place change to the parameters rebuilds them."""
+    torch.manual_seed(1)
+    layer = deconv(24, 16).double()
+    x = torch.randn(1, 24, 4, 6, dtype=torch.float64)
+    subpixel_deconv(x, layer)
+    with torch.no_grad():
+        layer.weight.mul_(-2.0)
+        layer.bias.add_(1.0)
+    assert torch.allclose(subpixel_deconv(x, layer), layer(x), atol=1e-12)
+    layer.load_state_dict(deconv(24, 16).double().state_dict())
+    assert torch.allclose(subpixel_deconv(x, layer), layer(x), atol=1e-12)
+
+
 def test_synthesis_matches_training_graph():
     torch.manual_seed(0)
     model = OdicModel(ModelConfig(N=32, M=48)).eval()

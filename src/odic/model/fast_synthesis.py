@@ -13,6 +13,8 @@ functions read the same parameters, so weights files stay as they are.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -46,9 +48,26 @@ def subpixel_weights(deconv: nn.ConvTranspose2d) -> tuple[Tensor, Tensor | None]
     return out.reshape(4 * c_out, c_in, 3, 3), bias
 
 
+#: Rearranged weights per layer, with the parameter versions they were made from: rebuilding them
+#: took about 5% of a decode, once per image and tile. Any change to the parameters (an optimizer
+#: step, load_state_dict) bumps a version and rebuilds them.
+_SUBPIXEL_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _cached_subpixel_weights(deconv: nn.ConvTranspose2d) -> tuple[Tensor, Tensor | None]:
+    params = [p for p in (deconv.weight, deconv.bias) if p is not None]
+    key = tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in params)
+    hit = _SUBPIXEL_CACHE.get(deconv)
+    if hit is None or hit[0] != key:
+        with torch.no_grad():  # inference only: keep no autograd graph alive in the cache
+            hit = (key, subpixel_weights(deconv))
+        _SUBPIXEL_CACHE[deconv] = hit
+    return hit[1]
+
+
 def subpixel_deconv(x: Tensor, deconv: nn.ConvTranspose2d) -> Tensor:
     """``deconv(x)`` computed as a 3x3 convolution and a pixel shuffle."""
-    weight, bias = subpixel_weights(deconv)
+    weight, bias = _cached_subpixel_weights(deconv)
     return F.pixel_shuffle(F.conv2d(x, weight, bias, padding=1), 2)
 
 
