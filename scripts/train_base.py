@@ -5,7 +5,7 @@ History (docs/training.md has the numbers):
   (the lowest quality reaches ~0.1 bpp). Steps 0-4000 human observer only (1 - MS-SSIM + 10 MSE),
   then alpha drawn per image from [0, 1] with EfficientNet-Lite0; lr x0.1 at step 10647; shipped
   at step 15169 as odic-base-s15169.
-* runs/v4 (this script): continues from odic-base-s15169 with a fresh optimizer at lr 3e-4 (the
+* runs/v4: continues from odic-base-s15169 with a fresh optimizer at lr 3e-4 (the
   dropped lr had stopped paying off less than the high-lr phase still would), same data, losses
   and lambda. The run is limited by wall time, not steps, so the lr is stepped down by hand: stop
   it (SIGTERM checkpoints first) and resume with ``ODIC_LR=...`` (the lr from then on), or set
