@@ -152,7 +152,7 @@ class OdicModel(CompressionModel):
         """Decoder transform from entropy-decoded (gained) latents; returns x_hat clamped to [0, 1]."""
         q, a = self.condition_tensors(quality_code, alpha_code, y_hat_s.shape[0], device)
         y_hat = y_hat_s.to(device) * self.inv_gain(q, a)
-        return run_synthesis(self.g_s, y_hat, self.embed(q, a)).clamp(0, 1)
+        return run_synthesis(self.g_s, y_hat, self.embed(q, a)).clamp_(0, 1)
 
     @torch.no_grad()
     def decompress(self, strings: list, shape: tuple[int, int], quality_code: int, alpha_code: int,

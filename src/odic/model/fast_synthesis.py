@@ -5,7 +5,11 @@ Decoding runs without oneDNN (its kernels split reductions by thread count, see
 (``slow_conv_transpose2d``) is the slowest kernel of the whole decoder. A stride-2 transposed
 convolution is exactly a stride-1 convolution with ``4 x`` the output channels followed by a
 pixel shuffle (the "sub-pixel" form, Shi et al. 2016): each of the four output phases only ever
-sees a 3x3 neighbourhood of the input. Every other layer (GDN, FiLM) runs as it is.
+sees a 3x3 neighbourhood of the input.
+
+GDN and FiLM run in place on the buffer the convolution just produced: at decode sizes (a 50 MB
+feature map at 768x512) allocating a fresh tensor, and page-faulting it in, costs five times
+the arithmetic of an element-wise op, and the in-place ops compute bit-identical values.
 
 The training graph (``nn.ConvTranspose2d``) is untouched: these
 functions read the same parameters, so weights files stay as they are.
@@ -17,6 +21,7 @@ import weakref
 
 import torch
 import torch.nn.functional as F
+from compressai.layers import GDN
 from torch import Tensor, nn
 
 from .conditioning import ConditionalSequential, FiLM
@@ -48,21 +53,27 @@ def subpixel_weights(deconv: nn.ConvTranspose2d) -> tuple[Tensor, Tensor | None]
     return out.reshape(4 * c_out, c_in, 3, 3), bias
 
 
-#: Rearranged weights per layer, with the parameter versions they were made from: rebuilding them
-#: took about 5% of a decode, once per image and tile. Any change to the parameters (an optimizer
-#: step, load_state_dict) bumps a version and rebuilds them.
-_SUBPIXEL_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Weights derived from a layer's parameters (sub-pixel rearrangement, GDN reparametrisation), with
+#: the parameter versions they were made from: rebuilding them took about 5% of a decode, once per
+#: image and tile. Any change to the parameters (an optimizer step, load_state_dict) bumps a version
+#: and rebuilds them.
+_DERIVED_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _cached(layer: nn.Module, params: tuple[Tensor, ...], build):
+    """``build(layer)`` memoised per layer until one of ``params`` changes (version, storage)."""
+    key = tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in params)
+    hit = _DERIVED_CACHE.get(layer)
+    if hit is None or hit[0] != key:
+        with torch.no_grad():  # inference only: keep no autograd graph alive in the cache
+            hit = (key, build(layer))
+        _DERIVED_CACHE[layer] = hit
+    return hit[1]
 
 
 def _cached_subpixel_weights(deconv: nn.ConvTranspose2d) -> tuple[Tensor, Tensor | None]:
-    params = [p for p in (deconv.weight, deconv.bias) if p is not None]
-    key = tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in params)
-    hit = _SUBPIXEL_CACHE.get(deconv)
-    if hit is None or hit[0] != key:
-        with torch.no_grad():  # inference only: keep no autograd graph alive in the cache
-            hit = (key, subpixel_weights(deconv))
-        _SUBPIXEL_CACHE[deconv] = hit
-    return hit[1]
+    params = tuple(p for p in (deconv.weight, deconv.bias) if p is not None)
+    return _cached(deconv, params, subpixel_weights)
 
 
 def subpixel_deconv(x: Tensor, deconv: nn.ConvTranspose2d) -> Tensor:
@@ -76,13 +87,39 @@ def subpixel_deconv(x: Tensor, deconv: nn.ConvTranspose2d) -> Tensor:
 SUBPIXEL_MIN_CHANNELS = 16
 
 
+def _gdn_parameters(gdn: GDN) -> tuple[Tensor, Tensor]:
+    channels = gdn.beta.numel()
+    return gdn.beta_reparam(gdn.beta), gdn.gamma_reparam(gdn.gamma).reshape(channels, channels, 1, 1)
+
+
+def gdn_inplace(x: Tensor, gdn: GDN) -> Tensor:
+    """``gdn(x)``, overwriting ``x`` (CompressAI's GDN, same operations in the same order)."""
+    beta, gamma = _cached(gdn, (gdn.beta, gdn.gamma), _gdn_parameters)
+    norm = F.conv2d(torch.mul(x, x), gamma, beta)
+    norm = norm.sqrt_() if gdn.inverse else norm.rsqrt_()
+    return x.mul_(norm)
+
+
+def film_inplace(x: Tensor, film: FiLM, cond: Tensor) -> Tensor:
+    """``film(x, cond)``, overwriting ``x``."""
+    gamma, beta = film.proj(cond)[:, :, None, None].chunk(2, dim=1)
+    return x.mul_(1 + gamma).add_(beta)
+
+
 @torch.no_grad()
 def run_synthesis(g_s: ConditionalSequential, y: Tensor, cond: Tensor) -> Tensor:
-    """Apply ``g_s`` layer by layer, sub-pixel for the wide transposed convolutions."""
+    """Apply ``g_s`` layer by layer, sub-pixel for the wide transposed convolutions.
+
+    GDN and FiLM overwrite their input, so only buffers made here are handed to them (``y`` is
+    the caller's and goes through a convolution first).
+    """
     x = y
     for layer in g_s.layers:
+        owned = x is not y
         if isinstance(layer, FiLM):
-            x = layer(x, cond)
+            x = film_inplace(x, layer, cond) if owned else layer(x, cond)
+        elif isinstance(layer, GDN):
+            x = gdn_inplace(x, layer) if owned else layer(x)
         elif isinstance(layer, nn.ConvTranspose2d) and layer.out_channels >= SUBPIXEL_MIN_CHANNELS:
             x = subpixel_deconv(x, layer)
         else:
