@@ -14,7 +14,7 @@ History (docs/training.md has the numbers):
 * runs/v5: continues from odic-base-s24576 with a fresh optimizer on 192 px crops,
   6 per batch (the training photos are 256 px; 128 px crops only allowed MS-SSIM a 7 px window,
   while Kodak is scored with the standard 11 px one, and the classifier saw small objects).
-  lr 1e-4, x0.3 from step 3000. Shipped at 29033 steps in all as odic-base-s29033.
+  lr 1e-4, x0.3 from step 3000. Shipped as odic-base-s29033 (30033 steps in all; the id undercounts by 1000).
 * runs/v6 (this script): continues from odic-base-s29033 with a fresh optimizer, same crops,
   losses and lambda, lr 3e-5, x0.3 from step 2500 (override with ``ODIC_LR`` /
   ``ODIC_LR_DROP_STEP``). The v5 run went on to ~8350 steps but its folder was lost with the
