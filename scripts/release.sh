@@ -11,6 +11,12 @@ CKPT=$1
 MODEL_ID=$2
 META=$3
 LIMIT=${4:-100}
+# The id's step count and META's "steps" must agree (odic-base-s29033's id undercounts by 1000).
+steps=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1]).get("steps", ""))' "$META")
+if [[ "$MODEL_ID" =~ -s([0-9]+)$ ]] && [[ "${BASH_REMATCH[1]}" != "$steps" ]]; then
+  echo "release: $MODEL_ID says ${BASH_REMATCH[1]} steps but META says '$steps'" >&2
+  exit 2
+fi
 mkdir -p results
 .venv/bin/odic export "$CKPT" -o src/odic/weights/odic-base.pt --model-id "$MODEL_ID" --force --meta "$META"
 .venv/bin/python scripts/make_golden.py
