@@ -85,6 +85,17 @@ def test_export_and_load(tiny_data, tmp_path):
     assert state["g_a.layers.0.weight"].dtype == torch.float16
 
 
+def test_export_refuses_id_whose_step_count_disagrees_with_meta(tiny_data, tmp_path):
+    from odic.cli import main
+
+    run = train(_cfg(tiny_data, tmp_path / "s", 1))
+    out = tmp_path / "tiny.pt"
+    args = ["export", str(run / "last.pt"), "-o", str(out), "--model-id"]
+    assert main([*args, "tiny-s29033", "--meta", '{"steps": 30033}']) != 0
+    assert not out.exists()  # refused before anything is written
+    assert main([*args, "tiny-s30033", "--meta", '{"steps": 30033}']) == 0
+
+
 @pytest.mark.skipif(not shutil.which("torchrun", path=os.path.dirname(sys.executable)), reason="torchrun missing")
 def test_torchrun_two_processes(tiny_data, tmp_path):
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -59,8 +60,20 @@ def _fp16_state(model: OdicModel) -> dict[str, torch.Tensor]:
     return {k: (v.half() if k in params and v.is_floating_point() else v) for k, v in model.state_dict().items()}
 
 
+def check_step_count(model_id: str, meta: dict) -> None:
+    """Refuse an id like ``odic-base-s30033`` whose step count disagrees with ``meta["steps"]``.
+
+    odic-base-s29033 shipped with a hand-added total 1000 short of its runs' sum; the id is what
+    users read, so the two must not drift apart again.
+    """
+    m = re.search(r"-s(\d+)$", model_id)
+    if m and "steps" in meta and int(m.group(1)) != int(meta["steps"]):
+        raise ValueError(f"model id {model_id} says {m.group(1)} steps but meta says {meta['steps']}")
+
+
 def export_weights(model: OdicModel, path: str | Path, model_id: str, meta: dict | None = None) -> bytes:
     """Round weights to fp16, rebuild the CDF tables from the rounded weights and write the file."""
+    check_step_count(model_id, meta or {})
     model = model.cpu().eval()
     half = _fp16_state(model)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
