@@ -17,9 +17,21 @@ import statistics
 import time
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 import odic
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (speed differs several-fold between the machines sessions get)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def best_of(fn, repeat: int) -> float:
@@ -54,7 +66,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     summary = {
         "model_id": codec.model_id, "threads": args.threads, "quality": args.quality, "observer": args.observer,
-        "cpu": platform.processor() or platform.machine(), "images": len(rows),
+        "cpu": cpu_model(), "torch": torch.__version__, "images": len(rows),
         "encode_mean_s": round(statistics.mean(r["encode_s"] for r in rows), 4),
         "encode_max_s": max(r["encode_s"] for r in rows),
         "decode_mean_s": round(statistics.mean(r["decode_s"] for r in rows), 4),
