@@ -38,7 +38,15 @@ from .bitstream import (
 )
 from .model import OdicModel
 from .model.conditioning import QUALITY_CODE_MAX
+from .observers import Observer, ObserverUnavailable, create_observer, list_observers
+from .refine import refine_latents
 from .weights import ModelNotFound, build_model, installed_models, read_weights_file, resolve
+
+#: Refinement steps allowed per image: a few hundred already cost minutes per megapixel.
+MAX_REFINE_STEPS = 1000
+#: The classifier a machine share is refined for: the model's training observer.
+DEFAULT_REFINE_CLASSIFIER = "efficientnet_lite0"
+
 
 #: Images larger than this (in pixels) are coded in tiles to bound memory.
 TILE_THRESHOLD_PIXELS = 2048 * 2048
@@ -71,6 +79,7 @@ class Codec:
         self.weights_hash = weights_hash
         self.device = torch.device(device)
         self.model.to(self.device)
+        self._observers: dict[str, Observer] = {}  # classifiers for refinement, loaded when first asked for
         if threads:
             torch.set_num_threads(int(threads))
 
@@ -79,12 +88,19 @@ class Codec:
 
     # ------------------------------------------------------------------ single images
     def compress(self, image, quality: float | None = None, observer: float | str = 0.0, *,
-                 bpp: float | None = None, size_bytes: int | None = None, tile: int | None = None) -> bytes:
-        """Compress an image; give ``quality`` (0-100, default 50), or a target ``bpp`` or ``size_bytes``."""
+                 bpp: float | None = None, size_bytes: int | None = None, tile: int | None = None,
+                 refine: int = 0, refine_classifier: str = DEFAULT_REFINE_CLASSIFIER) -> bytes:
+        """Compress an image; give ``quality`` (0-100, default 50), or a target ``bpp`` or ``size_bytes``.
+
+        ``refine`` > 0 spends that many optimisation steps fitting this image's latents to the
+        observer (slower encoding, same decoder; see :mod:`odic.refine`); a machine share is
+        scored with ``refine_classifier``.
+        """
         alpha = parse_observer(observer)
         given = sum(v is not None for v in (quality, bpp, size_bytes))
         if given > 1:
             raise ValueError("give only one of quality, bpp and size_bytes")
+        refinement = self._refinement(refine, refine_classifier, alpha)
         prep = imageio.prepare(image)
         h, w = prep.rgb.shape[:2]
         limit = imageio.get_max_pixels()
@@ -94,9 +110,9 @@ class Codec:
         x = imageio.to_tensor(prep.rgb)
         acode = observer_to_code(alpha)
         if bpp is not None or size_bytes is not None:
-            return self._search(prep, x, acode, tile_units, bpp, size_bytes)
+            return self._search(prep, x, acode, tile_units, bpp, size_bytes, refinement)
         qcode = quality_to_code(50.0 if quality is None else quality)
-        return self._encode(prep, x, qcode, acode, tile_units)
+        return self._encode(prep, x, qcode, acode, tile_units, refinement)
 
     def decompress(self, data: bytes, mode: str | None = None) -> Image.Image:
         """Decode a stream to a PIL image of the original kind (RGB, L, RGBA, ...); ``mode`` converts."""
@@ -157,6 +173,21 @@ class Codec:
         return torch.floor(x[..., : h0.height, : h0.width] * 255 + 0.5) / 255
 
     # ------------------------------------------------------------------ internals
+    def _refinement(self, steps, classifier: str, alpha: float) -> tuple[int, Observer | None]:
+        """(steps, classifier) for :func:`odic.refine.refine_latents`, checked before any work."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_REFINE_STEPS:
+            raise ValueError(f"refine must be a whole number of steps from 0 to {MAX_REFINE_STEPS}, got {steps!r}")
+        if steps == 0 or alpha == 0:
+            return steps, None
+        if classifier not in list_observers():
+            raise ValueError(f"unknown refine classifier {classifier!r}; known: {', '.join(list_observers())}")
+        if classifier not in self._observers:
+            try:
+                self._observers[classifier] = create_observer(classifier, self.device)
+            except ObserverUnavailable as exc:
+                raise ValueError(f"refine classifier {classifier!r} is unavailable: {exc}") from None
+        return steps, self._observers[classifier]
+
     def _header(self, w: int, h: int, qcode: int, acode: int, mode, tile_units: int, flags: int = 0) -> Header:
         return Header(self.model_id, self.weights_hash, w, h, qcode, acode, mode, tile_units, flags)
 
@@ -178,14 +209,20 @@ class Codec:
         return tile // MODEL_STRIDE
 
     @torch.no_grad()
-    def _encode(self, prep: imageio.Prepared, x: torch.Tensor, qcode: int, acode: int, tile_units: int) -> bytes:
+    def _encode(self, prep: imageio.Prepared, x: torch.Tensor, qcode: int, acode: int, tile_units: int,
+                refinement: tuple[int, Observer | None] = (0, None)) -> bytes:
         h, w = x.shape[-2:]
         header = self._header(w, h, qcode, acode, prep.mode, tile_units, FLAG_TILE_MARGIN if tile_units else 0)
+        steps, observer = refinement
         tiles = []
         for box in tile_boxes(header):
             top, left, th, tw = coded_box(header, box)
             part = _pad(x[..., top : top + th, left : left + tw].to(self.device))
-            out = self.model.compress(part, qcode, acode)
+            if steps:
+                y_s, z_s = refine_latents(self.model, part, qcode, acode, steps, observer, valid=(th, tw))
+                out = self.model.compress_latents(y_s, z_s, qcode, acode)
+            else:
+                out = self.model.compress(part, qcode, acode)
             tiles.append((out["strings"][0][0], out["strings"][1][0]))
         alpha_plane = None
         if prep.alpha is not None:
@@ -262,13 +299,25 @@ class Codec:
             raise FormatError("corrupted entropy-coded data (y string does not re-encode to itself)")
         return y_hat
 
-    def _search(self, prep, x, acode, tile_units, bpp, size_bytes) -> bytes:
+    def _search(self, prep, x, acode, tile_units, bpp, size_bytes,
+                refinement: tuple[int, Observer | None] = (0, None)) -> bytes:
         """Find the quality whose stream is closest to the target (the largest that fits for size_bytes).
 
         Rate grows monotonically with the quality code, and log(bpp) is close to linear in it, so the
         search interpolates log(bpp) inside a shrinking bracket (regula falsi, with bisection as the
         fallback): typically 4-6 encodes instead of 14 for plain bisection.
+
+        With refinement the search runs on the fast encoder, and only the chosen quality is
+        refined; for ``size_bytes`` the refined stream replaces it only if it still fits.
         """
+        found = self._search_unrefined(prep, x, acode, tile_units, bpp, size_bytes)
+        if not refinement[0]:
+            return found
+        qcode = read_header(found, None)[0].quality_code
+        refined = self._encode(prep, x, qcode, acode, tile_units, refinement)
+        return refined if size_bytes is None or len(refined) <= size_bytes else found
+
+    def _search_unrefined(self, prep, x, acode, tile_units, bpp, size_bytes) -> bytes:
         h, w = x.shape[-2:]
         target = bpp if bpp is not None else size_bytes * 8 / (h * w)
         if not target > 0:

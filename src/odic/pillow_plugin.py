@@ -15,6 +15,8 @@ Save options (``img.save(fp, format="ODIC", **options)``):
 * ``observer``: ``"human"`` (= 0, default), ``"machine"`` (= 1) or a mix in [0, 1];
 * ``model``: installed model name or weights path (default: the bundled model);
 * ``tile``: tile size in pixels (multiple of 64), see :meth:`odic.Codec.compress`;
+* ``refine``: optimisation steps fitting the latents to the observer (default 0; slower encoding,
+  same decoder), with ``refine_classifier`` scoring a machine share (default efficientnet_lite0);
 * ``codec``: an already loaded :class:`odic.Codec` (overrides ``model``).
 """
 
@@ -122,6 +124,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         bpp=opts.get("bpp"),
         size_bytes=opts.get("size_bytes"),
         tile=opts.get("tile"),
+        refine=opts.get("refine", 0),
+        refine_classifier=opts.get("refine_classifier", "efficientnet_lite0"),
     )
     fp.write(data)
 

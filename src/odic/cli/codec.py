@@ -44,6 +44,11 @@ def register(sub) -> None:
                       help="largest file size in bytes; the best quality that fits is used")
     c.add_argument("--observer", default="human", metavar="A",
                    help="who looks at the image: human (=0), machine (=1) or a mix in [0, 1] (default: human)")
+    c.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="fit each image's latents to the observer in STEPS optimisation steps: smaller files "
+                        "or better quality, same decoder, ~0.6 s per step for 768x512 on 2 cores (default: 0)")
+    c.add_argument("--refine-classifier", default="efficientnet_lite0", metavar="NAME",
+                   help="classifier that scores a machine share while refining (default: efficientnet_lite0)")
     c.add_argument("--tile", type=int, default=None, metavar="PX",
                    help="code in tiles of PX pixels (multiple of 64); default: 1024 above 4 megapixels, else none")
     _add_common(c)
@@ -149,6 +154,14 @@ def run_compress(args) -> int:
         raise UsageError(f"--bpp must be positive, got {args.bpp}")
     if args.size is not None and args.size <= 0:
         raise UsageError(f"--size must be positive, got {args.size}")
+    from ..api import MAX_REFINE_STEPS
+    from ..observers import list_observers
+
+    if not 0 <= args.refine <= MAX_REFINE_STEPS:
+        raise UsageError(f"--refine must be from 0 to {MAX_REFINE_STEPS} steps, got {args.refine}")
+    if args.refine and observer > 0 and args.refine_classifier not in list_observers():
+        raise UsageError(f"--refine-classifier: unknown classifier {args.refine_classifier!r}; "
+                         f"known: {', '.join(list_observers())}")
     files = _expand(args.inputs, IMAGE_SUFFIXES)
     targets = _targets(files, args.output, ".odic")
     codec = odic.load(args.model, device=args.device, threads=args.threads)
@@ -159,7 +172,8 @@ def run_compress(args) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             data = codec.compress(src, quality=args.quality, observer=observer, bpp=args.bpp,
-                                  size_bytes=args.size, tile=args.tile)
+                                  size_bytes=args.size, tile=args.tile, refine=args.refine,
+                                  refine_classifier=args.refine_classifier)
         for w in caught:
             print(f"odic: warning: {w.message}", file=sys.stderr)
         write_bytes_atomic(dst, data, force=args.force)

@@ -1,7 +1,9 @@
 """The odic learned codec behind the same interface, through the public API only.
 
 ``alpha`` picks the observer (0 = human, 1 = machine, in between mixes); the setting is odic's
-quality parameter in [0, 100]. The file counts whole, header included.
+quality parameter in [0, 100]. ``refine=N`` fits each image's latents to the observer in N steps
+(``refine_classifier`` scores a machine share; see :mod:`odic.refine`). The file counts whole,
+header included.
 """
 
 from __future__ import annotations
@@ -23,8 +25,14 @@ class OdicCodec(Codec):
     settings = (0.0, 15.0, 30.0, 50.0, 70.0, 90.0)
 
     def __init__(self, settings: Sequence[Setting] | None = None, alpha: float | str = 0.0,
-                 model: str | None = None, device: str = "cpu", **options: Any) -> None:
+                 model: str | None = None, device: str = "cpu", refine: int | str = 0,
+                 refine_classifier: str = "efficientnet_lite0", **options: Any) -> None:
         super().__init__(settings, **options)
+        try:
+            self.refine = int(refine)
+        except ValueError:
+            raise ValueError(f"odic: refine must be a whole number of steps, got {refine!r}") from None
+        self.refine_classifier = str(refine_classifier)
         try:
             import odic
         except ImportError as exc:  # pragma: no cover - odic is this package
@@ -48,13 +56,17 @@ class OdicCodec(Codec):
         return str(self._codec.model_id)
 
     def encode(self, image: Image.Image, setting: Setting) -> bytes:
-        return self._codec.compress(ensure_rgb(image), quality=float(setting), observer=self.alpha)
+        return self._codec.compress(ensure_rgb(image), quality=float(setting), observer=self.alpha,
+                                    refine=self.refine, refine_classifier=self.refine_classifier)
 
     def decode(self, data: bytes) -> Image.Image:
         return self._codec.decompress(data).convert("RGB")
 
     def options(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "model": self.model_id}
+        opts: dict[str, Any] = {"alpha": self.alpha, "model": self.model_id}
+        if self.refine:
+            opts.update(refine=self.refine, refine_classifier=self.refine_classifier if self.alpha else None)
+        return opts
 
     def version(self) -> str:
         return f"odic {self._version}, model {self.model_id}"

@@ -133,12 +133,27 @@ class OdicModel(CompressionModel):
         return q, a
 
     @torch.no_grad()
-    def compress(self, x: Tensor, quality_code: int, alpha_code: int) -> dict:
-        """Entropy-code a padded batch ``x`` (B, 3, H, W) in [0, 1]; H and W multiples of 64."""
+    def analyse(self, x: Tensor, quality_code: int, alpha_code: int) -> tuple[Tensor, Tensor]:
+        """The (gained) latents ``(y_s, z_s)`` the analysis transforms give a padded batch ``x``."""
         q, a = self.condition_tensors(quality_code, alpha_code, x.shape[0], x.device)
         cond = self.embed(q, a)
         y_s = self.g_a(x, cond) * self.gain(q, a)
         z_s = self.h_a(y_s) * self.hyper_gain(q, a)
+        return y_s, z_s
+
+    @torch.no_grad()
+    def compress(self, x: Tensor, quality_code: int, alpha_code: int) -> dict:
+        """Entropy-code a padded batch ``x`` (B, 3, H, W) in [0, 1]; H and W multiples of 64."""
+        y_s, z_s = self.analyse(x, quality_code, alpha_code)
+        return self.compress_latents(y_s, z_s, quality_code, alpha_code)
+
+    @torch.no_grad()
+    def compress_latents(self, y_s: Tensor, z_s: Tensor, quality_code: int, alpha_code: int) -> dict:
+        """Entropy-code given latents (from :meth:`analyse`, or refined by ``odic.refine``).
+
+        The hyper-latent is rounded first and the entropy parameters of ``y`` come from the
+        decoded ``z`` in exact integers, so any latents give a stream the decoder reads back.
+        """
         z_s = z_s.float().cpu()
         z_strings = self.entropy_bottleneck.compress(z_s)
         z_hat_s = self.entropy_bottleneck.decompress(z_strings, z_s.shape[-2:])

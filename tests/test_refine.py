@@ -1,0 +1,146 @@
+"""Encoder refinement (odic.refine): ordinary streams, a real rate-distortion gain, strict options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import odic
+from odic.cli import main
+from odic.losses import DEFAULT_MACHINE_SCALE, human_distortion, machine_distortion
+from odic.model import lmbda_for
+from odic.model.conditioning import QUALITY_CODE_MAX
+from odic.observers import create_observer
+from odic.refine import MSE_WEIGHT, refine_latents
+
+from .conftest import smooth_image
+
+
+@pytest.fixture(scope="module")
+def crop(shared_data) -> Image.Image:
+    """A 192x192 piece of a real photo (the gain is a property of photos, not of test patterns)."""
+    return Image.open(shared_data / "kodak" / "kodim23.png").convert("RGB").crop((256, 128, 448, 320))
+
+
+def _tensor(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
+
+
+def _cost(codec, img: Image.Image, data: bytes, alpha: float, observer) -> tuple[float, float]:
+    """(``lambda * D_alpha + bpp`` measured on the real stream and decoded pixels, D_machine)."""
+    x, x_hat = _tensor(img), _tensor(codec.decompress(data))
+    bpp = len(data) * 8 / (img.width * img.height)
+    with torch.no_grad():
+        d_h = float(human_distortion(x, x_hat, MSE_WEIGHT))
+        d_m = DEFAULT_MACHINE_SCALE * float(machine_distortion(observer, x, x_hat)) if alpha else 0.0
+    q = odic.Codec.info(data)["quality"] / 100
+    lmbda = float(lmbda_for(torch.tensor(q), codec.model.config))
+    return lmbda * ((1 - alpha) * d_h + alpha * d_m) + bpp, d_m
+
+
+def test_refine_zero_writes_the_fast_encoders_bytes(codec):
+    img = Image.fromarray(smooth_image(70, 90))
+    assert codec.compress(img, quality=40, refine=0) == codec.compress(img, quality=40)
+
+
+def test_refined_stream_is_an_ordinary_stream(codec, crop):
+    fast = codec.compress(crop, quality=30)
+    refined = codec.compress(crop, quality=30, refine=4)
+    assert refined != fast
+    info_fast, info_refined = odic.Codec.info(fast), odic.Codec.info(refined)
+    for key in ("model_id", "width", "height", "quality", "observer"):
+        assert info_refined[key] == info_fast[key]
+    out = codec.decompress(refined)  # the decoder's stream verification accepts it
+    assert out.size == crop.size
+    assert codec.decompress(refined).tobytes() == out.tobytes()
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_refinement_lowers_the_measured_rate_distortion_cost(codec, crop, alpha):
+    """On the real stream and the decoded pixels, not the training estimate.
+
+    Measured when written (kodim23 crop, quality 30, 10 steps): human cost 0.3315 -> 0.3196
+    (-3.6%), machine cost 0.2508 -> 0.2335 (-6.9%); the test asks for 1% and 2%.
+    """
+    observer = create_observer("efficientnet_lite0") if alpha else None
+    fast = codec.compress(crop, quality=30, observer=alpha)
+    refined = codec.compress(crop, quality=30, observer=alpha, refine=10)
+    cost_fast, dm_fast = _cost(codec, crop, fast, alpha, observer)
+    cost_refined, dm_refined = _cost(codec, crop, refined, alpha, observer)
+    assert cost_refined < cost_fast * (0.98 if alpha else 0.99), (cost_fast, cost_refined)
+    if alpha:
+        assert dm_refined < dm_fast
+
+
+def test_refine_latents_keeps_the_networks_guess_when_no_step_helps(codec, crop):
+    """With a step size of 0 nothing moves, and the analysis transform's latents come back."""
+    x = odic.imageio.to_tensor(np.array(crop))
+    qcode = QUALITY_CODE_MAX // 3
+    y0, z0 = codec.model.analyse(x, qcode, 0)
+    y, z = refine_latents(codec.model, x, qcode, 0, steps=2, lr=0.0)
+    assert torch.equal(y, y0) and torch.equal(z, z0)
+    assert all(p.requires_grad for p in codec.model.parameters())  # the model is left as it was
+
+
+def test_refine_with_tiles_tiny_images_and_a_size_budget(codec):
+    img = Image.fromarray(smooth_image(130, 150, seed=3))
+    data = codec.compress(img, quality=40, tile=64, refine=2)
+    assert odic.Codec.info(data)["tiles"] > 1
+    assert codec.decompress(data).size == img.size
+    tiny = Image.fromarray(smooth_image(20, 30))  # below MS-SSIM's smallest size: the padded block is scored
+    assert codec.decompress(codec.compress(tiny, refine=2)).size == tiny.size
+    budget = len(codec.compress(img, quality=40))
+    fitted = codec.compress(img, size_bytes=budget, refine=2)
+    assert len(fitted) <= budget
+
+
+@pytest.mark.parametrize("steps", [-1, 2.5, True, "3", 10_000])
+def test_bad_refine_steps_are_refused(codec, steps):
+    img = Image.fromarray(smooth_image(40, 40))
+    with pytest.raises(ValueError, match="refine must be a whole number"):
+        codec.compress(img, refine=steps)
+
+
+def test_unknown_refine_classifier_is_refused(codec):
+    img = Image.fromarray(smooth_image(40, 40))
+    with pytest.raises(ValueError, match="unknown refine classifier 'nope'"):
+        codec.compress(img, observer="machine", refine=2, refine_classifier="nope")
+    # The classifier only matters for a machine share: the human observer ignores it.
+    assert codec.compress(img, observer="human", refine=1, refine_classifier="nope")
+
+
+def test_cli_refine(tmp_path, capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray(smooth_image(64, 80)).save(src)
+    out = tmp_path / "out.odic"
+    assert main(["compress", str(src), "-o", str(out), "--observer", "machine", "--refine", "2"]) == 0
+    assert odic.Codec.info(out.read_bytes())["observer"] == 1.0
+    capsys.readouterr()
+    bad = tmp_path / "bad.odic"
+    assert main(["compress", str(src), "-o", str(bad), "--refine", "-3"]) != 0
+    err = capsys.readouterr().err
+    assert "--refine must be from 0 to" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["compress", str(src), "-o", str(bad), "--observer", "1", "--refine", "2",
+                 "--refine-classifier", "nope"]) != 0
+    assert "unknown classifier 'nope'" in capsys.readouterr().err
+    assert not bad.exists()
+
+
+def test_pillow_save_refine(tmp_path):
+    img = Image.fromarray(smooth_image(64, 64))
+    path = tmp_path / "p.odic"
+    img.save(path, quality=40, refine=2)
+    with Image.open(path) as back:
+        assert back.size == img.size
+
+
+def test_bench_codec_refine_option():
+    from odic.codecs import codec_from_spec
+
+    c = codec_from_spec("odic:alpha=1:q=30:refine=2")
+    assert c.options()["refine"] == 2 and c.options()["refine_classifier"] == "efficientnet_lite0"
+    assert "refine" not in codec_from_spec("odic:alpha=1").options()  # cached rows stay valid
+    with pytest.raises(ValueError, match="refine must be a whole number"):
+        codec_from_spec("odic:refine=many")
