@@ -73,7 +73,7 @@ def refine_latents(model: OdicModel, x: Tensor, quality_code: int, alpha_code: i
         with torch.enable_grad():
             for step in range(steps + 1):
                 z_hat = z + (torch.round(z - medians) + medians - z).detach()
-                _, z_lik = eb(z_hat, training=False)  # an integer offset from the medians: no change
+                z_lik = _z_likelihoods(eb, z_hat)
                 scales, means = model.h_s(z_hat * ihg)
                 y_hat = y + (torch.round(y - means) + means - y).detach()
                 y_lik = gc.likelihood_lower_bound(gc._likelihood(y_hat, scales, means))
@@ -93,6 +93,17 @@ def refine_latents(model: OdicModel, x: Tensor, quality_code: int, alpha_code: i
         for p in frozen:
             p.requires_grad_(True)
     return best
+
+
+def _z_likelihoods(eb, z_hat: Tensor) -> Tensor:
+    """The bottleneck's likelihoods of ``z_hat`` with their gradient (its ``forward`` re-rounds,
+    and rounding has none, so z's own rate would not steer z)."""
+    b, c, h, w = z_hat.shape
+    values = z_hat.permute(1, 0, 2, 3).reshape(c, 1, -1)
+    likelihood, _, _ = eb._likelihood(values)
+    if eb.use_likelihood_bound:
+        likelihood = eb.likelihood_lower_bound(likelihood)
+    return likelihood.reshape(c, b, h, w).permute(1, 0, 2, 3)
 
 
 def _distortion(x: Tensor, x_hat: Tensor, alpha: Tensor, observer: Observer | None, reference) -> Tensor:
