@@ -310,14 +310,14 @@ class Codec:
         With refinement the search runs on the fast encoder, and only the chosen quality is
         refined; for ``size_bytes`` the refined stream replaces it only if it still fits.
         """
-        found = self._search_unrefined(prep, x, acode, tile_units, bpp, size_bytes)
+        qcode, found = self._search_unrefined(prep, x, acode, tile_units, bpp, size_bytes)
         if not refinement[0]:
             return found
-        qcode = read_header(found, None)[0].quality_code
         refined = self._encode(prep, x, qcode, acode, tile_units, refinement)
         return refined if size_bytes is None or len(refined) <= size_bytes else found
 
-    def _search_unrefined(self, prep, x, acode, tile_units, bpp, size_bytes) -> bytes:
+    def _search_unrefined(self, prep, x, acode, tile_units, bpp, size_bytes) -> tuple[int, bytes]:
+        """(quality code, stream) of the fast encoder's search; see :meth:`_search`."""
         h, w = x.shape[-2:]
         target = bpp if bpp is not None else size_bytes * 8 / (h * w)
         if not target > 0:
@@ -342,7 +342,7 @@ class Codec:
             if bpp is not None and abs(math.log(got / target)) > math.log(1.1):
                 warnings.warn(f"target {target:.4g} bpp is outside this model's range for this image; "
                               f"got {got:.4g} bpp", stacklevel=3)
-            return tried[code]
+            return code, tried[code]
         for i in range(12):
             if hi - lo <= 1:
                 break
@@ -351,15 +351,15 @@ class Codec:
             mid = min(max(int(round(guess)), lo + 1), hi - 1)
             r = rate(mid)
             if size_bytes is None and abs(math.log(r / target)) < 0.02:
-                return tried[mid]
+                return mid, tried[mid]
             if r > target:
                 hi, r_hi = mid, r
             else:
                 lo, r_lo = mid, r
         if size_bytes is not None:
-            return tried[lo]  # r_lo <= target: the best quality that fits
+            return lo, tried[lo]  # r_lo <= target: the best quality that fits
         best = min((lo, hi), key=lambda c: abs(math.log(rate(c) / target)))
-        return tried[best]
+        return best, tried[best]
 
     def _codec_for(self, header: Header) -> Codec:
         if header.model_id == self.model_id and header.weights_hash == self.weights_hash:

@@ -83,13 +83,22 @@ def observer_distortion(
     mse_weight: float = 0.0,
     layers: list[str] | None = None,
     kl_weight: float = 0.1,
+    reference: tuple[Tensor, dict[str, Tensor]] | None = None,
 ) -> dict[str, Tensor]:
-    """``D_alpha`` per image; the classifier runs only on the images whose alpha is above 0."""
+    """``D_alpha`` per image; the classifier runs only on the images whose alpha is above 0.
+
+    ``reference`` is the classifier's ``(logits, features)`` of all of ``x``, for callers that
+    score many reconstructions of the same originals (encoder refinement) and compute it once.
+    """
     d_h = human_distortion(x, x_hat, mse_weight)
     d_m = torch.zeros_like(d_h)
     machine_rows = (alpha > 0).nonzero().flatten() if observer is not None else []
     if len(machine_rows):  # only the images that have a machine share pay for the classifier
-        part = machine_scale * machine_distortion(observer, x[machine_rows], x_hat[machine_rows], layers, kl_weight)
+        ref = None
+        if reference is not None:
+            ref = (reference[0][machine_rows], {k: v[machine_rows] for k, v in reference[1].items()})
+        part = machine_scale * machine_distortion(observer, x[machine_rows], x_hat[machine_rows], layers,
+                                                  kl_weight, ref)
         d_m = d_m.index_put((machine_rows,), part)
     return {"d_alpha": (1 - alpha) * d_h + alpha * d_m, "d_human": d_h, "d_machine": d_m}
 

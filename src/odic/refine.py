@@ -22,8 +22,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .losses import DEFAULT_MACHINE_SCALE, human_distortion, machine_distortion, rate_bpp
-from .model import OdicModel, lmbda_for
+from .losses import observer_distortion, rate_bpp
+from .model import OdicModel, lmbda_for, round_ste
 from .observers import Observer
 
 #: Adam's step on the gained latents (whose quantisation step is 1). Measured at 20 steps: on
@@ -49,8 +49,10 @@ def refine_latents(model: OdicModel, x: Tensor, quality_code: int, alpha_code: i
     if steps <= 0:
         return y0, z0
     q, a = model.condition_tensors(quality_code, alpha_code, x.shape[0], x.device)
-    if bool((a > 0).any()) and observer is None:
+    machine = bool((a > 0).any())
+    if machine and observer is None:
         raise ValueError("refining for a machine observer needs a classifier")
+    observer = observer if machine else None
     h, w = valid or x.shape[-2:]
     if min(h, w) <= MIN_MSSSIM_SIDE:  # too small for MS-SSIM's scales: score the padded block too
         h, w = x.shape[-2:]
@@ -61,7 +63,7 @@ def refine_latents(model: OdicModel, x: Tensor, quality_code: int, alpha_code: i
         ig, ihg = model.inv_gain(q, a), model.inv_hyper_gain(q, a)
         medians = eb._get_medians().detach().reshape(1, -1, 1, 1)
         lmbda = lmbda_for(q, model.config)
-        reference = observer(target, with_features=True) if observer is not None and bool((a > 0).any()) else None
+        reference = observer(target, with_features=True) if machine else None
     y = y0.clone().requires_grad_(True)
     z = z0.clone().requires_grad_(True)
     opt = torch.optim.Adam([y, z], lr=lr)
@@ -72,14 +74,15 @@ def refine_latents(model: OdicModel, x: Tensor, quality_code: int, alpha_code: i
     try:
         with torch.enable_grad():
             for step in range(steps + 1):
-                z_hat = z + (torch.round(z - medians) + medians - z).detach()
+                z_hat = round_ste(z, medians)
                 z_lik = _z_likelihoods(eb, z_hat)
                 scales, means = model.h_s(z_hat * ihg)
-                y_hat = y + (torch.round(y - means) + means - y).detach()
+                y_hat = round_ste(y, means)
                 y_lik = gc.likelihood_lower_bound(gc._likelihood(y_hat, scales, means))
                 x_hat = model.g_s(y_hat * ig, cond)[..., :h, :w]
                 bpp = rate_bpp({"y": y_lik, "z": z_lik}, h * w)
-                d = _distortion(target, x_hat, a, observer, reference)
+                d = observer_distortion(target, x_hat, a, observer, mse_weight=MSE_WEIGHT,
+                                        reference=reference)["d_alpha"]
                 loss = (lmbda * d + bpp).sum()
                 value = float(loss.detach())
                 if value < best_loss:  # non-finite values never win
@@ -105,11 +108,3 @@ def _z_likelihoods(eb, z_hat: Tensor) -> Tensor:
         likelihood = eb.likelihood_lower_bound(likelihood)
     return likelihood.reshape(c, b, h, w).permute(1, 0, 2, 3)
 
-
-def _distortion(x: Tensor, x_hat: Tensor, alpha: Tensor, observer: Observer | None, reference) -> Tensor:
-    """``D_alpha`` as in training, with the classifier's view of the original computed once."""
-    d = human_distortion(x, x_hat, MSE_WEIGHT)
-    if reference is None:
-        return (1 - alpha) * d
-    d_m = DEFAULT_MACHINE_SCALE * machine_distortion(observer, x, x_hat, reference=reference)
-    return (1 - alpha) * d + alpha * d_m

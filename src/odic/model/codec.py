@@ -58,6 +58,11 @@ class ModelConfig:
         return asdict(self)
 
 
+def round_ste(x: Tensor, offset: Tensor) -> Tensor:
+    """``round(x - offset) + offset`` forward, identity gradient (straight-through rounding)."""
+    return x + (torch.round(x - offset) + offset - x).detach()
+
+
 def lmbda_for(q: Tensor, cfg: ModelConfig) -> Tensor:
     """Rate-distortion trade-off weight for internal quality ``q`` in [0, 1]."""
     return cfg.lambda_min * (cfg.lambda_max / cfg.lambda_min) ** q
@@ -113,7 +118,7 @@ class OdicModel(CompressionModel):
         scales, means = self.h_s(z_hat_s * self.inv_hyper_gain(q, alpha))
         _, y_likelihoods = self.gaussian_conditional(y_s, scales, means=means)
         # Straight-through rounding for the decoder input (better than noise; Minnen & Singh 2020).
-        y_hat_s = y_s + (torch.round(y_s - means) + means - y_s).detach()
+        y_hat_s = round_ste(y_s, means)
         x_hat = self.g_s(y_hat_s * self.inv_gain(q, alpha), cond)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
