@@ -12,12 +12,12 @@ DATA=${ODIC_DATA:-../shared/data}
 ODIC=.venv/bin/odic
 Q=q=2/25/55/90
 R=refine=$STEPS
-# Machine observer, EfficientNet-Lite0 (the training observer, and the classifier refinement uses).
-$ODIC bench --data imagenet="$DATA/imagenet-sample" --codecs "odic:alpha=1:$Q:$R,odic:alpha=1:$Q,hevc-raw,webp" \
-  --classifiers efficientnet_lite0 --limit "$LIMIT" --threads 2 --out results/refine-imagenet -q
 # The two classifiers never used in training nor in refinement (refinement still scores with Lite0).
 $ODIC bench --data imagenet="$DATA/imagenet-sample" --codecs "odic:alpha=1:q=2/25/55:$R,odic:alpha=1:q=2/25/55,hevc-raw" \
   --classifiers efficientnet_lite1,efficientnet_lite2 --limit "$UNSEEN" --threads 2 --out results/refine-imagenet-unseen -q
+# Machine observer, EfficientNet-Lite0 (the training observer, and the classifier refinement uses).
+$ODIC bench --data imagenet="$DATA/imagenet-sample" --codecs "odic:alpha=1:$Q:$R,odic:alpha=1:$Q,hevc-raw,webp" \
+  --classifiers efficientnet_lite0 --limit "$LIMIT" --threads 2 --out results/refine-imagenet -q
 # Human observer on Kodak, whole images.
 $ODIC bench --data kodak="$DATA/kodak" --codecs "odic:alpha=0:$Q:$R,odic:alpha=0:$Q,hevc-raw,webp" \
   --threads 2 --out results/refine-kodak -q

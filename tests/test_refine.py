@@ -13,7 +13,7 @@ from odic.losses import DEFAULT_MACHINE_SCALE, human_distortion, machine_distort
 from odic.model import lmbda_for
 from odic.model.conditioning import QUALITY_CODE_MAX
 from odic.observers import create_observer
-from odic.refine import MSE_WEIGHT, refine_latents
+from odic.refine import HUMAN_LR, MACHINE_LR, MSE_WEIGHT, REFINE_METHOD, refine_latents, step_sizes
 
 from .conftest import smooth_image
 
@@ -84,6 +84,27 @@ def test_refine_latents_keeps_the_networks_guess_when_no_step_helps(codec, crop)
     assert all(p.requires_grad for p in codec.model.parameters())  # the model is left as it was
 
 
+def test_step_sizes_run_from_the_human_to_the_machine_schedule():
+    assert step_sizes(0.0) == pytest.approx(HUMAN_LR) and step_sizes(1.0) == pytest.approx(MACHINE_LR)
+    mid = step_sizes(0.5)
+    for k in range(2):
+        assert min(HUMAN_LR[k], MACHINE_LR[k]) < mid[k] < max(HUMAN_LR[k], MACHINE_LR[k])
+        assert mid[k] == pytest.approx((HUMAN_LR[k] * MACHINE_LR[k]) ** 0.5)
+
+
+def test_machine_views_are_seeded_and_change_the_search(codec, crop):
+    """The random views come from a fixed seed: one image, one stream. They do steer the latents."""
+    observer = create_observer("efficientnet_lite0")
+    x = odic.imageio.to_tensor(np.array(crop))
+    qcode = QUALITY_CODE_MAX // 3
+    first = refine_latents(codec.model, x, qcode, 1000, steps=3, observer=observer)
+    again = refine_latents(codec.model, x, qcode, 1000, steps=3, observer=observer)
+    plain = refine_latents(codec.model, x, qcode, 1000, steps=3, observer=observer, shift=0)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0], plain[0])
+    assert codec.compress(crop, observer=1, refine=3) == codec.compress(crop, observer=1, refine=3)
+
+
 def test_refine_with_tiles_tiny_images_and_a_size_budget(codec):
     img = Image.fromarray(smooth_image(130, 150, seed=3))
     data = codec.compress(img, quality=40, tile=64, refine=2)
@@ -141,6 +162,7 @@ def test_bench_codec_refine_option():
 
     c = codec_from_spec("odic:alpha=1:q=30:refine=2")
     assert c.options()["refine"] == 2 and c.options()["refine_classifier"] == "efficientnet_lite0"
+    assert c.options()["refine_method"] == REFINE_METHOD  # a changed search gives new rows
     assert "refine" not in codec_from_spec("odic:alpha=1").options()  # cached rows stay valid
     with pytest.raises(ValueError, match="refine must be a whole number"):
         codec_from_spec("odic:refine=many")

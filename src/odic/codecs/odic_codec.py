@@ -65,7 +65,10 @@ class OdicCodec(Codec):
     def options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {"alpha": self.alpha, "model": self.model_id}
         if self.refine:
-            opts.update(refine=self.refine, refine_classifier=self.refine_classifier if self.alpha else None)
+            from odic.refine import REFINE_METHOD
+
+            opts.update(refine=self.refine, refine_classifier=self.refine_classifier if self.alpha else None,
+                        refine_method=REFINE_METHOD)
         return opts
 
     def version(self) -> str:
