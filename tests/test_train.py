@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -183,3 +184,46 @@ def test_init_restores_constant_buffers(tiny_data, tmp_path):
     torch.save(state, tmp_path / "rounded.pt")
     again = train(_cfg(tiny_data, tmp_path / "c1", 2, init=str(tmp_path / "rounded.pt")))
     assert torch.load(again / "last.pt", weights_only=False)["model"][key].item() == pytest.approx(1e-9)
+
+
+def test_encoder_only_training_keeps_the_decoder_and_old_streams(tiny_data, tmp_path):
+    """--encoder-only changes only g_a/h_a/gains; the export proves it and old streams still decode."""
+    import odic
+    from odic.cli import main
+    from odic.weights import decoder_state
+
+    old = tmp_path / "old.pt"
+    assert main(["export", str(train(_cfg(tiny_data, tmp_path / "a", 4)) / "last.pt"), "-o", str(old),
+                 "--model-id", "tiny-old"]) == 0
+    image = smooth_image(40, 48, seed=3)
+    old_stream = odic.load(old).compress(image, quality=60)
+    old_pixels = np.asarray(odic.load(old).decompress(old_stream))
+
+    run = train(_cfg(tiny_data, tmp_path / "enc", 4, init=str(old), encoder_only=True, lr=1e-2))
+    new = tmp_path / "new.pt"
+    assert main(["export", str(run / "last.pt"), "-o", str(new), "--model-id", "tiny-new",
+                 "--same-decoder-as", str(old)]) == 0
+    before, after = (torch.load(p, weights_only=False)["state_dict"] for p in (old, new))
+    assert decoder_state(before).keys() == decoder_state(after).keys()
+    assert all(torch.equal(v, after[k]) for k, v in decoder_state(before).items())
+    encoder_keys = [k for k in before if k not in decoder_state(before)]
+    assert any(not torch.equal(before[k], after[k]) for k in encoder_keys)  # the encoder did learn
+
+    codec = odic.load(new)
+    assert codec.model_id == "tiny-new" and odic.Codec.info(old_stream)["model_id"] == "tiny-old"
+    assert np.array_equal(np.asarray(codec.decompress(old_stream)), old_pixels)
+
+    # A run that trained the decoder too must not claim the old streams; nothing is written.
+    full = train(_cfg(tiny_data, tmp_path / "full", 2, init=str(old), lr=1e-2))
+    refused = tmp_path / "refused.pt"
+    assert main(["export", str(full / "last.pt"), "-o", str(refused), "--model-id", "tiny-full",
+                 "--same-decoder-as", str(old)]) != 0
+    assert not refused.exists()
+
+
+def test_encoder_only_needs_a_trained_model(tiny_data, tmp_path):
+    from odic.cli import main
+
+    with pytest.raises(ValueError, match="--init"):
+        train(_cfg(tiny_data, tmp_path / "x", 2, encoder_only=True))
+    assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "y"), "--encoder-only"]) == 2

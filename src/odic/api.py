@@ -73,10 +73,13 @@ class Codec:
     """A loaded odic model with compress/decompress for images, arrays, tensors and batches."""
 
     def __init__(self, model: OdicModel, model_id: str, weights_hash: bytes,
-                 device: str | torch.device = "cpu", threads: int | None = None):
+                 device: str | torch.device = "cpu", threads: int | None = None,
+                 decodes: list[dict] | tuple = ()):
         self.model = model.eval()
         self.model_id = model_id
         self.weights_hash = weights_hash
+        # (model id, weights hash) of earlier models with this decoder: their streams decode here too.
+        self.decodes = {(d["model_id"], bytes.fromhex(d["weights_hash"])) for d in decodes}
         self.device = torch.device(device)
         self.model.to(self.device)
         self._observers: dict[str, Observer] = {}  # classifiers for refinement, loaded when first asked for
@@ -361,14 +364,20 @@ class Codec:
         best = min((lo, hi), key=lambda c: abs(math.log(rate(c) / target)))
         return best, tried[best]
 
+    def _can_decode(self, header: Header) -> bool:
+        written_by = (header.model_id, header.weights_hash)
+        return written_by == (self.model_id, self.weights_hash) or written_by in self.decodes
+
     def _codec_for(self, header: Header) -> Codec:
-        if header.model_id == self.model_id and header.weights_hash == self.weights_hash:
+        if self._can_decode(header):
             return self
         for _name, path in installed_models().items():
             payload = read_weights_file(path)
-            if payload["model_id"] == header.model_id:
+            if payload["model_id"] == header.model_id or any(
+                d["model_id"] == header.model_id for d in payload.get("decodes", [])
+            ):
                 other = _load_path(path, self.device)
-                if other.weights_hash == header.weights_hash:
+                if other._can_decode(header):
                     return other
         raise ModelNotFound(
             f"this stream needs model '{header.model_id}' (weights {header.weights_hash.hex()}), "
@@ -459,7 +468,7 @@ def _load_path(path: Path, device) -> Codec:
     if key not in _CACHE:
         payload = read_weights_file(path)
         model, digest = build_model(payload)
-        _CACHE[key] = Codec(model, payload["model_id"], digest, device)
+        _CACHE[key] = Codec(model, payload["model_id"], digest, device, decodes=payload.get("decodes", ()))
     return _CACHE[key]
 
 

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .losses import observer_distortion, rate_bpp
-from .model import OdicModel, lmbda_for, round_ste
+from .model import OdicModel, lmbda_for
 from .observers import Observer
 
 #: Adam's step on the gained latents (whose quantisation step is 1), annealed along a cosine from
@@ -79,11 +79,8 @@ def refine_latents(model: OdicModel, x: Tensor, quality_code: int, alpha_code: i
     if min(h, w) <= MIN_MSSSIM_SIDE:  # too small for MS-SSIM's scales: score the padded block too
         h, w = x.shape[-2:]
     target = x[..., :h, :w]
-    eb, gc = model.entropy_bottleneck, model.gaussian_conditional
     with torch.no_grad():
         cond = model.embed(q, a)
-        ig, ihg = model.inv_gain(q, a), model.inv_hyper_gain(q, a)
-        medians = eb._get_medians().detach().reshape(1, -1, 1, 1)
         lmbda = lmbda_for(q, model.config)
     views = _Views(target, shift, observer) if machine and shift > 0 else None
     with torch.no_grad():
@@ -101,13 +98,9 @@ def refine_latents(model: OdicModel, x: Tensor, quality_code: int, alpha_code: i
     try:
         with torch.enable_grad():
             for step in range(steps + 1):
-                z_hat = round_ste(z, medians)
-                z_lik = _z_likelihoods(eb, z_hat)
-                scales, means = model.h_s(z_hat * ihg)
-                y_hat = round_ste(y, means)
-                y_lik = gc.likelihood_lower_bound(gc._likelihood(y_hat, scales, means))
-                x_hat = model.g_s(y_hat * ig, cond)[..., :h, :w]
-                bpp = rate_bpp({"y": y_lik, "z": z_lik}, h * w)
+                x_hat, likelihoods = model.decode_rounded(y, z, q, a, cond)
+                x_hat = x_hat[..., :h, :w]
+                bpp = rate_bpp(likelihoods, h * w)
                 if views is None:
                     d = observer_distortion(target, x_hat, a, observer, mse_weight=MSE_WEIGHT,
                                             reference=reference)["d_alpha"]
@@ -164,15 +157,3 @@ class _Views:
             reference = self.observer(original, with_features=True)
         d_m = observer_distortion(original, decoded, a, self.observer, reference=reference)["d_machine"]
         return (1 - a) * d_h + a * d_m
-
-
-def _z_likelihoods(eb, z_hat: Tensor) -> Tensor:
-    """The bottleneck's likelihoods of ``z_hat`` with their gradient (its ``forward`` re-rounds,
-    and rounding has none, so z's own rate would not steer z)."""
-    b, c, h, w = z_hat.shape
-    values = z_hat.permute(1, 0, 2, 3).reshape(c, 1, -1)
-    likelihood, _, _ = eb._likelihood(values)
-    if eb.use_likelihood_bound:
-        likelihood = eb.likelihood_lower_bound(likelihood)
-    return likelihood.reshape(c, b, h, w).permute(1, 0, 2, 3)
-

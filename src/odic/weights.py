@@ -4,7 +4,13 @@ A weights file is a ``torch.save`` dict::
 
     {"format": "odic-weights", "version": 1, "model_id": str, "config": ModelConfig dict,
      "state_dict": {...}  # float tensors in fp16, integer CDF tables as int32
-     "meta": {...}}       # how it was trained: command, data, steps, wall time
+     "meta": {...},       # how it was trained: command, data, steps, wall time
+     "decodes": [{"model_id": str, "weights_hash": hex}, ...]}  # optional, see below
+
+``decodes`` lists earlier models whose streams this file decodes bit for bit: an encoder-only
+retrain (``odic train --encoder-only``) keeps every tensor the decoder reads, and ``odic export
+--same-decoder-as OLD`` checks that before it records OLD there. Upgrading the bundled model
+then never orphans a file written with the previous one.
 
 The entropy models' CDF tables are computed once at export from the fp16-rounded weights and
 stored, so encoder and decoder read identical tables from the file instead of recomputing them.
@@ -71,8 +77,35 @@ def check_step_count(model_id: str, meta: dict) -> None:
         raise ValueError(f"model id {model_id} says {m.group(1)} steps but meta says {meta['steps']}")
 
 
-def export_weights(model: OdicModel, path: str | Path, model_id: str, meta: dict | None = None) -> bytes:
-    """Round weights to fp16, rebuild the CDF tables from the rounded weights and write the file."""
+def decoder_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The entries of ``state`` that decoding reads: all but ``OdicModel.ENCODER_MODULES``."""
+    return {k: v for k, v in state.items() if k.split(".")[0] not in OdicModel.ENCODER_MODULES}
+
+
+def compatible_decodes(model: OdicModel, state: dict[str, torch.Tensor], earlier: str | Path) -> list[dict]:
+    """``decodes`` entries for a new file whose decoder must equal the one in ``earlier``.
+
+    Raises ``ValueError`` naming the first tensor that differs (or the config), so a model that
+    would decode old streams differently can never claim them.
+    """
+    payload = read_weights_file(earlier)
+    if payload["config"] != model.config.to_dict():
+        raise ValueError(f"{earlier}: a different model configuration, its streams cannot be decoded by this one")
+    old, new = decoder_state(payload["state_dict"]), decoder_state(state)
+    for key in sorted(set(old) | set(new)):
+        if key not in old or key not in new or old[key].dtype != new[key].dtype or not torch.equal(old[key], new[key]):
+            raise ValueError(f"{earlier}: the decoder differs in {key}, its streams cannot be decoded by this model")
+    entry = {"model_id": payload["model_id"], "weights_hash": state_dict_hash(payload["state_dict"]).hex()}
+    return [entry] + [d for d in payload.get("decodes", []) if d != entry]
+
+
+def export_weights(model: OdicModel, path: str | Path, model_id: str, meta: dict | None = None,
+                   same_decoder_as: str | Path | None = None) -> bytes:
+    """Round weights to fp16, rebuild the CDF tables from the rounded weights and write the file.
+
+    ``same_decoder_as``: an earlier weights file whose decoder this model must share exactly
+    (encoder-only training); its streams are then listed as decodable (``decodes``).
+    """
     check_step_count(model_id, meta or {})
     model = model.cpu().eval()
     half = _fp16_state(model)
@@ -87,6 +120,8 @@ def export_weights(model: OdicModel, path: str | Path, model_id: str, meta: dict
         "state_dict": state,
         "meta": meta or {},
     }
+    if same_decoder_as is not None:  # checked before anything is written
+        payload["decodes"] = compatible_decodes(model, state, same_decoder_as)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     buf = io.BytesIO()

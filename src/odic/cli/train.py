@@ -52,6 +52,8 @@ def register(sub) -> None:
     t.add_argument("--human-steps", type=int, default=0,
                    help="first steps on the human observer only (a colour/structure warm-up)")
     t.add_argument("--lr-drop-step", type=int, default=None, help="step from which the lr is multiplied by 0.1")
+    t.add_argument("--encoder-only", action="store_true",
+                   help="train only the encoder (from --init): streams of the init model's decoder stay decodable")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to the CSV)")
     t.set_defaults(func=run_train)
 
@@ -61,6 +63,9 @@ def register(sub) -> None:
     e.add_argument("-o", "--output", required=True, metavar="PATH", help="weights file to write")
     e.add_argument("--model-id", required=True, help="immutable id written into every stream, e.g. odic-base-v1")
     e.add_argument("--meta", default=None, metavar="JSON", help="extra metadata (command, data, wall time)")
+    e.add_argument("--same-decoder-as", default=None, metavar="WEIGHTS",
+                   help="an earlier weights file whose decoder this one must equal (after --encoder-only "
+                        "training): its streams stay decodable; refused if any decoder tensor differs")
     e.add_argument("-f", "--force", action="store_true", help="overwrite the output")
     e.set_defaults(func=run_export)
 
@@ -73,6 +78,8 @@ def run_train(args) -> int:
         raise UsageError("--quality must be in [0, 100]")
     if not 0 < args.lambda_range[0] <= args.lambda_range[1]:
         raise UsageError("--lambda-range needs 0 < MIN <= MAX")
+    if args.encoder_only and not (args.init or args.resume):
+        raise UsageError("--encoder-only needs --init WEIGHTS (the model whose decoder is kept)")
     cfg = TrainConfig(
         data=args.data, val=args.val, val_count=args.val_count, out=args.out, observer=args.observer_classifier,
         layers=args.layers, kl_weight=args.kl_weight,
@@ -82,7 +89,7 @@ def run_train(args) -> int:
         batch=args.batch, lr=args.lr, seed=args.seed, ckpt_minutes=args.ckpt_minutes, val_every=args.val_every,
         threads=args.threads, resume=args.resume, init=args.init, N=args.N, M=args.M,
         lambda_min=args.lambda_range[0], lambda_max=args.lambda_range[1], human_steps=args.human_steps,
-        lr_drop_step=args.lr_drop_step,
+        lr_drop_step=args.lr_drop_step, encoder_only=args.encoder_only,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     t0 = time.time()
@@ -109,6 +116,6 @@ def run_export(args) -> int:
     meta = {"step": state["step"], "train_config": state.get("config", {})}
     if args.meta:
         meta.update(json.loads(args.meta))
-    digest = export_weights(model, args.output, args.model_id, meta)
+    digest = export_weights(model, args.output, args.model_id, meta, same_decoder_as=args.same_decoder_as)
     print(f"wrote {args.output} (model id {args.model_id}, weights hash {digest.hex()})")
     return EXIT_OK

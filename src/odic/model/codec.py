@@ -63,6 +63,20 @@ def round_ste(x: Tensor, offset: Tensor) -> Tensor:
     return x + (torch.round(x - offset) + offset - x).detach()
 
 
+def z_likelihoods_ste(bottleneck: EntropyBottleneck, z_hat: Tensor) -> Tensor:
+    """The bottleneck's likelihoods of already rounded ``z_hat``, with their gradient.
+
+    ``EntropyBottleneck.forward`` re-rounds its input, and rounding has no gradient, so through it
+    z's own rate would not steer z (encoder refinement, encoder-only training).
+    """
+    b, c, h, w = z_hat.shape
+    values = z_hat.permute(1, 0, 2, 3).reshape(c, 1, -1)
+    likelihood, _, _ = bottleneck._likelihood(values)
+    if bottleneck.use_likelihood_bound:
+        likelihood = bottleneck.likelihood_lower_bound(likelihood)
+    return likelihood.reshape(c, b, h, w).permute(1, 0, 2, 3)
+
+
 def lmbda_for(q: Tensor, cfg: ModelConfig) -> Tensor:
     """Rate-distortion trade-off weight for internal quality ``q`` in [0, 1]."""
     return cfg.lambda_min * (cfg.lambda_max / cfg.lambda_min) ** q
@@ -108,9 +122,48 @@ class OdicModel(CompressionModel):
 
     # Downsampling factor of the whole model (g_a 16 x h_a 4): inputs are padded to a multiple.
     stride = 64
+    #: The modules only the encoder runs. Everything else (condition embedding, g_s, h_s, the
+    #: inverse gains, the entropy models and their tables) decides what a stream decodes to.
+    ENCODER_MODULES = ("g_a", "h_a", "gain", "hyper_gain")
 
-    def forward(self, x: Tensor, q: Tensor, alpha: Tensor) -> dict:
-        """Training/evaluation pass with noise (or STE) quantisation; returns x_hat and likelihoods."""
+    def encoder_parameter_names(self) -> list[str]:
+        """Names of the parameters that only the encoder uses (see ``ENCODER_MODULES``)."""
+        return [n for n, _ in self.named_parameters() if n.split(".")[0] in self.ENCODER_MODULES]
+
+    def decode_rounded(self, y_s: Tensor, z_s: Tensor, q: Tensor, alpha: Tensor,
+                       cond: Tensor | None = None) -> tuple[Tensor, dict]:
+        """``(x_hat, likelihoods)`` with both latents rounded as the real stream rounds them.
+
+        Rounding is straight-through (gradients reach ``y_s`` and ``z_s``) and the likelihoods are
+        those of the rounded values, so the rate is what the coder will spend, not the noisy
+        training estimate. Used by encoder refinement and by encoder-only training.
+        """
+        cond = self.embed(q, alpha) if cond is None else cond
+        medians = self.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
+        z_hat_s = round_ste(z_s, medians)
+        z_likelihoods = z_likelihoods_ste(self.entropy_bottleneck, z_hat_s)
+        scales, means = self.h_s(z_hat_s * self.inv_hyper_gain(q, alpha))
+        y_hat_s = round_ste(y_s, means)
+        gc = self.gaussian_conditional
+        y_likelihoods = gc.likelihood_lower_bound(gc._likelihood(y_hat_s, scales, means))
+        x_hat = self.g_s(y_hat_s * self.inv_gain(q, alpha), cond)
+        return x_hat, {"y": y_likelihoods, "z": z_likelihoods}
+
+    def forward_rounded(self, x: Tensor, q: Tensor, alpha: Tensor) -> dict:
+        """Like :meth:`forward`, but quantised as at coding time (see :meth:`decode_rounded`)."""
+        cond = self.embed(q, alpha)
+        y_s = self.g_a(x, cond) * self.gain(q, alpha)
+        z_s = self.h_a(y_s) * self.hyper_gain(q, alpha)
+        x_hat, likelihoods = self.decode_rounded(y_s, z_s, q, alpha, cond)
+        return {"x_hat": x_hat, "likelihoods": likelihoods}
+
+    def forward(self, x: Tensor, q: Tensor, alpha: Tensor, rounded: bool = False) -> dict:
+        """Training/evaluation pass with noise (or STE) quantisation; returns x_hat and likelihoods.
+
+        ``rounded=True`` quantises as the coder does (:meth:`forward_rounded`).
+        """
+        if rounded:
+            return self.forward_rounded(x, q, alpha)
         cond = self.embed(q, alpha)
         y_s = self.g_a(x, cond) * self.gain(q, alpha)
         z_s = self.h_a(y_s) * self.hyper_gain(q, alpha)

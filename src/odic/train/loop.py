@@ -67,6 +67,9 @@ class TrainConfig:
     lr_drop_step: int | None = None  # from this step on the learning rate is lr * lr_drop
     lr_drop: float = 0.1
     progress: bool = True
+    # Train only what the encoder runs (OdicModel.ENCODER_MODULES), quantised as at coding time;
+    # the decoder, the entropy models and their tables stay bit for bit as in ``init``.
+    encoder_only: bool = False
 
     def lr_at(self, step: int) -> float:
         """Learning rate for ``step``: constant, then one drop (Balle et al.'s schedule, shortened)."""
@@ -147,6 +150,18 @@ def _main_parameters(model: nn.Module):
     return [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
 
 
+def _encoder_parameters(model: OdicModel):
+    names = set(model.encoder_parameter_names())
+    return [p for n, p in model.named_parameters() if n in names]
+
+
+def _freeze_decoder(model: OdicModel) -> None:
+    """Encoder-only training: every parameter the decoder reads stops learning."""
+    names = set(model.encoder_parameter_names())
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in names)
+
+
 @torch.no_grad()
 def validate(model: OdicModel, observer, images: torch.Tensor, points) -> list[dict]:
     """bpp (estimated), MS-SSIM and top-1 agreement with the uncompressed prediction per point."""
@@ -191,6 +206,8 @@ def _validation_batch(images: list[torch.Tensor], limit: int = 16) -> torch.Tens
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) a training run; returns the run folder."""
+    if cfg.encoder_only and not cfg.init and not (cfg.resume and (Path(cfg.out) / "last.pt").exists()):
+        raise ValueError("encoder-only training needs a trained model to start from (--init WEIGHTS)")
     device = _setup_distributed()
     rank, world = _dist_info()
     if cfg.threads:
@@ -216,8 +233,11 @@ def train(cfg: TrainConfig) -> Path:
     observer = None
     if cfg.alpha != 0.0:
         observer = create_observer(cfg.observer, device)
-    optimizer = torch.optim.Adam(_main_parameters(model), lr=cfg.lr)
+    trained = _encoder_parameters(model) if cfg.encoder_only else _main_parameters(model)
+    optimizer = torch.optim.Adam(trained, lr=cfg.lr)
     aux_optimizer = torch.optim.Adam(_aux_parameters(model), lr=cfg.aux_lr)
+    if cfg.encoder_only:
+        _freeze_decoder(model)
     cond_gen = torch.Generator().manual_seed(cfg.seed + 7 + 1000 * rank)
 
     step, elapsed = 0, 0.0
@@ -270,7 +290,8 @@ def train(cfg: TrainConfig) -> Path:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             q, a = q.to(device), a.to(device)
-            result = ddp_model(x, q, a)
+            # Encoder-only: rounded as the coder rounds, so the frozen decoder sees what it will decode.
+            result = ddp_model(x, q, a, rounded=cfg.encoder_only)
             d = observer_distortion(
                 x, result["x_hat"], a, observer, cfg.machine_scale, cfg.mse_weight,
                 cfg.layers, cfg.kl_weight,
@@ -279,7 +300,7 @@ def train(cfg: TrainConfig) -> Path:
             loss = (lmbda_for(q, model.config) * d["d_alpha"] + bpp).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            norm = nn.utils.clip_grad_norm_(_main_parameters(model), cfg.clip or float("inf"))
+            norm = nn.utils.clip_grad_norm_(trained, cfg.clip or float("inf"))
             finite = bool(torch.isfinite(norm))
             if finite:
                 optimizer.step()
@@ -288,9 +309,10 @@ def train(cfg: TrainConfig) -> Path:
                 print(f"step {step}: non-finite loss or gradient, update skipped ({skipped} so far)", flush=True)
                 optimizer.zero_grad(set_to_none=True)
             aux = model.aux_loss()
-            aux_optimizer.zero_grad(set_to_none=True)
-            aux.backward()
-            aux_optimizer.step()
+            if not cfg.encoder_only:  # the quantiles shape the decoder's tables: frozen with it
+                aux_optimizer.zero_grad(set_to_none=True)
+                aux.backward()
+                aux_optimizer.step()
             step += 1
 
             if finite:  # the log averages the steps that were applied
