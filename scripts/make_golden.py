@@ -2,6 +2,9 @@
 
 Run after shipping new weights (the vectors name the model id they need):
     .venv/bin/python scripts/make_golden.py
+When the new model lists the previous one in its ``decodes`` (same decoder, encoder-only
+training), the previous vectors move to tests/golden/earlier/<model id>/ and stay tested: the
+new model must decode them to the same latents and pixels.
 Each vector: a small .odic stream, and in manifest.json its header, the SHA-256 of its
 entropy-decoded latents (identical on every machine) and of its decoded pixels (this machine), plus
 a decoded PNG to check other machines against within one level.
@@ -56,7 +59,16 @@ def main() -> None:
     torch.set_num_threads(1)
     codec = odic.load()
     OUT.mkdir(parents=True, exist_ok=True)
-    for old in OUT.glob("*"):
+    manifest_path = OUT / "manifest.json"
+    if manifest_path.exists():
+        previous = json.loads(manifest_path.read_text())
+        written_by = (previous["model_id"], bytes.fromhex(previous["weights_hash"]))
+        if written_by in codec.decodes:  # keep them: the new model must still decode them
+            keep = OUT / "earlier" / previous["model_id"]
+            keep.mkdir(parents=True, exist_ok=True)
+            for old in OUT.glob("*.*"):
+                old.rename(keep / old.name)
+    for old in OUT.glob("*.*"):
         old.unlink()
     manifest = {"model_id": codec.model_id, "weights_hash": codec.weights_hash.hex(), "vectors": {}}
     for name, make, kw in CASES:

@@ -2,6 +2,7 @@
 # Ship a training checkpoint as the bundled model and measure it the way docs/results.md reports.
 # Usage: scripts/release.sh RUN_DIR/last.pt MODEL_ID META_JSON [IMAGENET_LIMIT]
 #   e.g. scripts/release.sh runs/v4/last.pt odic-base-s27000 '{"command": "...", "wall_time": "..."}'
+#   SAME_DECODER_AS=old.pt scripts/release.sh ...   (encoder-only runs: the old model's streams stay decodable)
 # Steps: export fp16 weights over src/odic/weights/odic-base.pt (odic export refuses an id whose
 # -sSTEPS disagrees with META's "steps"), regenerate the golden vectors, evaluate (eval_release.sh),
 # time encode/decode, check determinism. Writes results/release-*.log.
@@ -13,7 +14,11 @@ MODEL_ID=$2
 META=$3
 LIMIT=${4:-100}
 mkdir -p results
-.venv/bin/odic export "$CKPT" -o src/odic/weights/odic-base.pt --model-id "$MODEL_ID" --force --meta "$META"
+# After encoder-only training, SAME_DECODER_AS=OLD_WEIGHTS keeps OLD's streams decodable (checked).
+EXTRA=()
+if [ -n "${SAME_DECODER_AS:-}" ]; then EXTRA=(--same-decoder-as "$SAME_DECODER_AS"); fi
+.venv/bin/odic export "$CKPT" -o src/odic/weights/odic-base.pt --model-id "$MODEL_ID" --force --meta "$META" \
+  "${EXTRA[@]}"
 .venv/bin/python scripts/make_golden.py
 start=$(date +%s)
 scripts/eval_release.sh "$LIMIT" 2 2>&1 | tee results/release-eval.log

@@ -91,6 +91,7 @@ def test_registry_and_spec_parsing() -> None:
     assert parse_codec_spec("odic:alpha=0") == ("odic", {"alpha": 0})
     assert parse_codec_spec("hevc:chroma=420:preset=slow") == ("hevc", {"chroma": 420, "preset": "slow"})
     assert parse_codec_spec("jpeg:q=10/30/50") == ("jpeg", {"settings": [10, 30, 50]})
+    assert parse_codec_spec("odic:model=runs/a/w.pt:q=5") == ("odic", {"model": "runs/a/w.pt", "settings": [5]})
     assert codec_from_spec("jpeg:q=10/30").settings == [10.0, 30.0]
     with pytest.raises(KeyError):
         create_codec("nope")

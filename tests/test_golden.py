@@ -18,6 +18,9 @@ import odic
 
 GOLDEN = Path(__file__).parent / "golden"
 MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
+# Vectors of earlier models whose decoder the bundled one kept (encoder-only training).
+EARLIER = {d.name: (d, json.loads((d / "manifest.json").read_text()))
+           for d in sorted((GOLDEN / "earlier").glob("*")) if (d / "manifest.json").exists()}
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 
@@ -26,16 +29,28 @@ def test_vectors_match_bundled_model(codec):
     assert MANIFEST["weights_hash"] == codec.weights_hash.hex()
 
 
-@pytest.mark.parametrize("name", sorted(MANIFEST["vectors"]))
-def test_golden_vector(codec, name):
+CASES = [(GOLDEN, MANIFEST, name) for name in sorted(MANIFEST["vectors"])] + [
+    (folder, manifest, name) for folder, manifest in EARLIER.values() for name in sorted(manifest["vectors"])
+]
+
+
+def test_earlier_vectors_belong_to_models_the_bundled_one_decodes(codec):
+    for _folder, manifest in EARLIER.values():
+        assert (manifest["model_id"], bytes.fromhex(manifest["weights_hash"])) in codec.decodes
+
+
+@pytest.mark.parametrize(("folder", "manifest", "name"), CASES,
+                         ids=[f"{m['model_id']}/{n}" for _f, m, n in CASES])
+def test_golden_vector(codec, folder, manifest, name):
+    """Current vectors, and earlier models' vectors the bundled model must decode the same way."""
     from make_golden import latent_digest
 
-    expected = MANIFEST["vectors"][name]
-    data = (GOLDEN / f"{name}.odic").read_bytes()
+    expected = manifest["vectors"][name]
+    data = (folder / f"{name}.odic").read_bytes()
     assert odic.Codec.info(data) == expected["header"]
     assert latent_digest(codec, data) == expected["latents_sha256"]  # exact on every machine
     img = codec.decompress(data)
-    ref = np.asarray(Image.open(GOLDEN / f"{name}.png"))
+    ref = np.asarray(Image.open(folder / f"{name}.png"))
     got = np.asarray(img)
     assert got.shape == ref.shape
     assert int(np.abs(got.astype(int) - ref.astype(int)).max()) <= 1  # across CPU types: one level

@@ -120,9 +120,10 @@ def create_codec(name: str, **options: Any) -> Codec:
     return _REGISTRY[name](**options)
 
 
-def _parse_value(text: str) -> Any:
-    """Spec values: numbers become int/float, ``a/b/c`` becomes a list, the rest stays text."""
-    if "/" in text:
+def _parse_value(text: str, as_list: bool = False) -> Any:
+    """Spec values: numbers become int/float, the rest stays text; ``as_list``: ``a/b/c`` is a list
+    (only the settings sweep, so a value such as ``model=runs/a/weights.pt`` stays a path)."""
+    if as_list and "/" in text:
         return [_parse_value(t) for t in text.split("/") if t]
     for cast in (int, float):
         try:
@@ -151,7 +152,7 @@ def parse_codec_spec(spec: str) -> tuple[str, dict[str, Any]]:
         key = key.strip().replace("-", "_")
         if key == "q":
             key = "settings"
-        val = _parse_value(value.strip())
+        val = _parse_value(value.strip(), as_list=key == "settings")
         if key == "settings" and not isinstance(val, list):
             val = [val]
         opts[key] = val
