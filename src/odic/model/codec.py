@@ -136,7 +136,9 @@ class OdicModel(CompressionModel):
 
         Rounding is straight-through (gradients reach ``y_s`` and ``z_s``) and the likelihoods are
         those of the rounded values, so the rate is what the coder will spend, not the noisy
-        training estimate. Used by encoder refinement and by encoder-only training.
+        training estimate. Used by encoder refinement, which keeps only latents whose real loss
+        fell; as a training objective for the encoder it raised the rate for little gain
+        (docs/training.md, "Encoder-only training").
         """
         cond = self.embed(q, alpha) if cond is None else cond
         medians = self.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
@@ -149,21 +151,8 @@ class OdicModel(CompressionModel):
         x_hat = self.g_s(y_hat_s * self.inv_gain(q, alpha), cond)
         return x_hat, {"y": y_likelihoods, "z": z_likelihoods}
 
-    def forward_rounded(self, x: Tensor, q: Tensor, alpha: Tensor) -> dict:
-        """Like :meth:`forward`, but quantised as at coding time (see :meth:`decode_rounded`)."""
-        cond = self.embed(q, alpha)
-        y_s = self.g_a(x, cond) * self.gain(q, alpha)
-        z_s = self.h_a(y_s) * self.hyper_gain(q, alpha)
-        x_hat, likelihoods = self.decode_rounded(y_s, z_s, q, alpha, cond)
-        return {"x_hat": x_hat, "likelihoods": likelihoods}
-
-    def forward(self, x: Tensor, q: Tensor, alpha: Tensor, rounded: bool = False) -> dict:
-        """Training/evaluation pass with noise (or STE) quantisation; returns x_hat and likelihoods.
-
-        ``rounded=True`` quantises as the coder does (:meth:`forward_rounded`).
-        """
-        if rounded:
-            return self.forward_rounded(x, q, alpha)
+    def forward(self, x: Tensor, q: Tensor, alpha: Tensor) -> dict:
+        """Training/evaluation pass with noise (or STE) quantisation; returns x_hat and likelihoods."""
         cond = self.embed(q, alpha)
         y_s = self.g_a(x, cond) * self.gain(q, alpha)
         z_s = self.h_a(y_s) * self.hyper_gain(q, alpha)

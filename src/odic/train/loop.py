@@ -67,8 +67,8 @@ class TrainConfig:
     lr_drop_step: int | None = None  # from this step on the learning rate is lr * lr_drop
     lr_drop: float = 0.1
     progress: bool = True
-    # Train only what the encoder runs (OdicModel.ENCODER_MODULES), quantised as at coding time;
-    # the decoder, the entropy models and their tables stay bit for bit as in ``init``.
+    # Train only what the encoder runs (OdicModel.ENCODER_MODULES); the decoder, the entropy
+    # models and their tables stay bit for bit as in ``init``, so its streams stay decodable.
     encoder_only: bool = False
 
     def lr_at(self, step: int) -> float:
@@ -290,8 +290,7 @@ def train(cfg: TrainConfig) -> Path:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             q, a = q.to(device), a.to(device)
-            # Encoder-only: rounded as the coder rounds, so the frozen decoder sees what it will decode.
-            result = ddp_model(x, q, a, rounded=cfg.encoder_only)
+            result = ddp_model(x, q, a)
             d = observer_distortion(
                 x, result["x_hat"], a, observer, cfg.machine_scale, cfg.mse_weight,
                 cfg.layers, cfg.kl_weight,
