@@ -1,5 +1,5 @@
 """The learned transforms and the conditional codec model."""
 
-from .codec import ModelConfig, OdicModel, lmbda_for, round_ste, z_likelihoods_ste
+from .codec import ModelConfig, OdicModel, lmbda_for, round_ste
 
-__all__ = ["ModelConfig", "OdicModel", "lmbda_for", "round_ste", "z_likelihoods_ste"]
+__all__ = ["ModelConfig", "OdicModel", "lmbda_for", "round_ste"]

@@ -67,7 +67,7 @@ def z_likelihoods_ste(bottleneck: EntropyBottleneck, z_hat: Tensor) -> Tensor:
     """The bottleneck's likelihoods of already rounded ``z_hat``, with their gradient.
 
     ``EntropyBottleneck.forward`` re-rounds its input, and rounding has no gradient, so through it
-    z's own rate would not steer z (encoder refinement, encoder-only training).
+    z's own rate would not steer z (encoder refinement).
     """
     b, c, h, w = z_hat.shape
     values = z_hat.permute(1, 0, 2, 3).reshape(c, 1, -1)
