@@ -61,10 +61,9 @@ def test_refined_stream_is_an_ordinary_stream(codec, crop):
 def test_refinement_lowers_the_measured_rate_distortion_cost(codec, crop, alpha):
     """On the real stream and the decoded pixels, not the training estimate.
 
-    Measured (kodim23 crop, quality 30, 10 steps, the cosine schedules and, for the machine,
-    shifted views): human cost 0.3315 -> 0.3213 (-3.1%), machine cost 0.2508 -> 0.2413 (-3.8%;
-    -6.9% before the views, which trade some of Lite0's own gain for other classifiers'); the
-    test asks for 1% and 2%.
+    Measured (kodim23 crop, quality 30, 10 steps, the default schedules: human 0.005 -> 0.0005,
+    machine 0.005 constant, no views): human cost 0.3315 -> 0.3213 (-3.1%), machine cost
+    0.2508 -> 0.2330 (-7.1%; -3.8% with 0.02 -> 0.001 and views); the test asks for 1% and 2%.
     """
     observer = create_observer("efficientnet_lite0") if alpha else None
     fast = codec.compress(crop, quality=30, observer=alpha)
@@ -90,18 +89,19 @@ def test_step_sizes_run_from_the_human_to_the_machine_schedule():
     assert step_sizes(0.0) == pytest.approx(HUMAN_LR) and step_sizes(1.0) == pytest.approx(MACHINE_LR)
     mid = step_sizes(0.5)
     for k in range(2):
-        assert min(HUMAN_LR[k], MACHINE_LR[k]) < mid[k] < max(HUMAN_LR[k], MACHINE_LR[k])
+        assert min(HUMAN_LR[k], MACHINE_LR[k]) <= mid[k] <= max(HUMAN_LR[k], MACHINE_LR[k])
         assert mid[k] == pytest.approx((HUMAN_LR[k] * MACHINE_LR[k]) ** 0.5)
+    assert MACHINE_LR == (0.005, 0.005)  # the schedule the benchmark measured best (docs/results.md)
 
 
 def test_machine_views_are_seeded_and_change_the_search(codec, crop):
-    """The random views come from a fixed seed: one image, one stream. They do steer the latents."""
+    """The random views (opt-in) come from a fixed seed: one image, one stream. They steer the latents."""
     observer = create_observer("efficientnet_lite0")
     x = odic.imageio.to_tensor(np.array(crop))
     qcode = QUALITY_CODE_MAX // 3
-    first = refine_latents(codec.model, x, qcode, 1000, steps=3, observer=observer)
-    again = refine_latents(codec.model, x, qcode, 1000, steps=3, observer=observer)
-    plain = refine_latents(codec.model, x, qcode, 1000, steps=3, observer=observer, shift=0)
+    first = refine_latents(codec.model, x, qcode, 1000, steps=3, observer=observer, shift=8)
+    again = refine_latents(codec.model, x, qcode, 1000, steps=3, observer=observer, shift=8)
+    plain = refine_latents(codec.model, x, qcode, 1000, steps=3, observer=observer)
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert not torch.equal(first[0], plain[0])
     assert codec.compress(crop, observer=1, refine=3) == codec.compress(crop, observer=1, refine=3)
