@@ -213,6 +213,13 @@ def test_encoder_only_training_keeps_the_decoder_and_old_streams(tiny_data, tmp_
     assert codec.model_id == "tiny-new" and odic.Codec.info(old_stream)["model_id"] == "tiny-old"
     assert np.array_equal(np.asarray(codec.decompress(old_stream)), old_pixels)
 
+    # A file whose list is malformed is refused with a one-line reason, not a traceback.
+    payload = torch.load(new, weights_only=False)
+    payload["decodes"] = [{"model_id": "tiny-old", "weights_hash": "not hex"}]
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="malformed 'decodes'"):
+        odic.load(tmp_path / "bad.pt")
+
     # A run that trained the decoder too must not claim the old streams; nothing is written.
     full = train(_cfg(tiny_data, tmp_path / "full", 2, init=str(old), lr=1e-2))
     refused = tmp_path / "refused.pt"

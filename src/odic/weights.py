@@ -160,7 +160,16 @@ def read_weights_file(path: str | Path) -> dict:
         raise ValueError(f"{path}: not an odic weights file")
     if payload.get("version") != WEIGHTS_VERSION:
         raise ValueError(f"{path}: weights format version {payload.get('version')} is not supported")
+    if not _valid_decodes(payload.get("decodes", [])):
+        raise ValueError(f"{path}: malformed 'decodes' list (model_id and a 16-digit hex weights_hash each)")
     return payload
+
+
+def _valid_decodes(decodes) -> bool:
+    return isinstance(decodes, list) and all(
+        isinstance(d, dict) and isinstance(d.get("model_id"), str) and isinstance(d.get("weights_hash"), str)
+        and re.fullmatch(r"[0-9a-f]{16}", d["weights_hash"]) is not None for d in decodes
+    )
 
 
 def build_model(payload: dict) -> tuple[OdicModel, bytes]:
