@@ -34,11 +34,6 @@ CASES = [(GOLDEN, MANIFEST, name) for name in sorted(MANIFEST["vectors"])] + [
 ]
 
 
-def test_earlier_vectors_belong_to_models_the_bundled_one_decodes(codec):
-    for _folder, manifest in EARLIER.values():
-        assert (manifest["model_id"], bytes.fromhex(manifest["weights_hash"])) in codec.decodes
-
-
 @pytest.mark.parametrize(("folder", "manifest", "name"), CASES,
                          ids=[f"{m['model_id']}/{n}" for _f, m, n in CASES])
 def test_golden_vector(codec, folder, manifest, name):
@@ -47,6 +42,8 @@ def test_golden_vector(codec, folder, manifest, name):
 
     expected = manifest["vectors"][name]
     data = (folder / f"{name}.odic").read_bytes()
+    if manifest is not MANIFEST:  # an earlier model: the bundled one must list it as decodable
+        assert (manifest["model_id"], bytes.fromhex(manifest["weights_hash"])) in codec.decodes
     assert odic.Codec.info(data) == expected["header"]
     assert latent_digest(codec, data) == expected["latents_sha256"]  # exact on every machine
     img = codec.decompress(data)
