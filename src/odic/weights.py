@@ -79,7 +79,7 @@ def check_step_count(model_id: str, meta: dict) -> None:
 
 def decoder_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The entries of ``state`` that decoding reads: all but ``OdicModel.ENCODER_MODULES``."""
-    return {k: v for k, v in state.items() if k.split(".")[0] not in OdicModel.ENCODER_MODULES}
+    return {k: v for k, v in state.items() if not OdicModel.is_encoder_key(k)}
 
 
 def compatible_decodes(model: OdicModel, state: dict[str, torch.Tensor], earlier: str | Path) -> list[dict]:

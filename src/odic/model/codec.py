@@ -126,9 +126,10 @@ class OdicModel(CompressionModel):
     #: inverse gains, the entropy models and their tables) decides what a stream decodes to.
     ENCODER_MODULES = ("g_a", "h_a", "gain", "hyper_gain")
 
-    def encoder_parameter_names(self) -> list[str]:
-        """Names of the parameters that only the encoder uses (see ``ENCODER_MODULES``)."""
-        return [n for n, _ in self.named_parameters() if n.split(".")[0] in self.ENCODER_MODULES]
+    @classmethod
+    def is_encoder_key(cls, name: str) -> bool:
+        """Whether a parameter / state-dict entry belongs to ``ENCODER_MODULES`` (unused by decoding)."""
+        return name.split(".")[0] in cls.ENCODER_MODULES
 
     def decode_rounded(self, y_s: Tensor, z_s: Tensor, q: Tensor, alpha: Tensor,
                        cond: Tensor | None = None) -> tuple[Tensor, dict]:

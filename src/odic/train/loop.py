@@ -150,16 +150,11 @@ def _main_parameters(model: nn.Module):
     return [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
 
 
-def _encoder_parameters(model: OdicModel):
-    names = set(model.encoder_parameter_names())
-    return [p for n, p in model.named_parameters() if n in names]
-
-
-def _freeze_decoder(model: OdicModel) -> None:
-    """Encoder-only training: every parameter the decoder reads stops learning."""
-    names = set(model.encoder_parameter_names())
+def _freeze_decoder(model: OdicModel) -> list[nn.Parameter]:
+    """Encoder-only training: every parameter the decoder reads stops learning; returns the rest."""
     for n, p in model.named_parameters():
-        p.requires_grad_(n in names)
+        p.requires_grad_(model.is_encoder_key(n))
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 @torch.no_grad()
@@ -233,11 +228,9 @@ def train(cfg: TrainConfig) -> Path:
     observer = None
     if cfg.alpha != 0.0:
         observer = create_observer(cfg.observer, device)
-    trained = _encoder_parameters(model) if cfg.encoder_only else _main_parameters(model)
+    trained = _freeze_decoder(model) if cfg.encoder_only else _main_parameters(model)
     optimizer = torch.optim.Adam(trained, lr=cfg.lr)
     aux_optimizer = torch.optim.Adam(_aux_parameters(model), lr=cfg.aux_lr)
-    if cfg.encoder_only:
-        _freeze_decoder(model)
     cond_gen = torch.Generator().manual_seed(cfg.seed + 7 + 1000 * rank)
 
     step, elapsed = 0, 0.0
