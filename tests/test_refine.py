@@ -105,6 +105,17 @@ def test_machine_views_are_seeded_and_change_the_search(codec, crop):
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert not torch.equal(first[0], plain[0])
     assert codec.compress(crop, observer=1, refine=3) == codec.compress(crop, observer=1, refine=3)
+    viewed = codec.compress(crop, observer=1, refine=3, refine_shift=8)
+    assert viewed == codec.compress(crop, observer=1, refine=3, refine_shift=8)
+    assert viewed != codec.compress(crop, observer=1, refine=3)
+    assert codec.decompress(viewed).size == crop.size
+
+
+@pytest.mark.parametrize("shift", [-1, 2.5, True, 65])
+def test_bad_refine_shift_is_refused(codec, shift):
+    img = Image.fromarray(smooth_image(40, 40))
+    with pytest.raises(ValueError, match="refine_shift must be a whole number of pixels from 0 to 64"):
+        codec.compress(img, observer=1, refine=2, refine_shift=shift)
 
 
 def test_refine_with_tiles_tiny_images_and_a_size_budget(codec):
@@ -168,3 +179,7 @@ def test_bench_codec_refine_option():
     assert "refine" not in codec_from_spec("odic:alpha=1").options()  # cached rows stay valid
     with pytest.raises(ValueError, match="refine must be a whole number"):
         codec_from_spec("odic:refine=many")
+    viewed = codec_from_spec("odic:alpha=1:q=30:refine=2:refine_shift=8")
+    assert viewed.options()["refine_shift"] == 8 and "refine_shift" not in c.options()
+    with pytest.raises(ValueError, match="refine_shift must be a whole number"):
+        codec_from_spec("odic:refine=2:refine_shift=wide")

@@ -11,6 +11,7 @@ import math
 import warnings
 import zlib
 from collections.abc import Iterator
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +40,23 @@ from .bitstream import (
 from .model import OdicModel
 from .model.conditioning import QUALITY_CODE_MAX
 from .observers import Observer, ObserverUnavailable, create_observer, list_observers
-from .refine import refine_latents
+from .refine import DEFAULT_SHIFT, refine_latents
 from .weights import ModelNotFound, build_model, installed_models, read_weights_file, resolve
 
 #: Refinement steps allowed per image: a few hundred already cost minutes per megapixel.
 MAX_REFINE_STEPS = 1000
 #: The classifier a machine share is refined for: the model's training observer.
 DEFAULT_REFINE_CLASSIFIER = "efficientnet_lite0"
+#: Largest shift of refinement's random classifier views: beyond it a view loses too much image.
+MAX_REFINE_SHIFT = 64
+
+
+class Refinement(NamedTuple):
+    """Encoder refinement settings, validated: steps, the classifier of a machine share, view shift."""
+
+    steps: int = 0
+    observer: Observer | None = None
+    shift: int = DEFAULT_SHIFT
 
 
 #: Images larger than this (in pixels) are coded in tiles to bound memory.
@@ -92,18 +103,20 @@ class Codec:
     # ------------------------------------------------------------------ single images
     def compress(self, image, quality: float | None = None, observer: float | str = 0.0, *,
                  bpp: float | None = None, size_bytes: int | None = None, tile: int | None = None,
-                 refine: int = 0, refine_classifier: str = DEFAULT_REFINE_CLASSIFIER) -> bytes:
+                 refine: int = 0, refine_classifier: str = DEFAULT_REFINE_CLASSIFIER,
+                 refine_shift: int = DEFAULT_SHIFT) -> bytes:
         """Compress an image; give ``quality`` (0-100, default 50), or a target ``bpp`` or ``size_bytes``.
 
         ``refine`` > 0 spends that many optimisation steps fitting this image's latents to the
         observer (slower encoding, same decoder; see :mod:`odic.refine`); a machine share is
-        scored with ``refine_classifier``.
+        scored with ``refine_classifier``, on random views shifted by up to ``refine_shift``
+        pixels and mirrored when that is above 0.
         """
         alpha = parse_observer(observer)
         given = sum(v is not None for v in (quality, bpp, size_bytes))
         if given > 1:
             raise ValueError("give only one of quality, bpp and size_bytes")
-        refinement = self._refinement(refine, refine_classifier, alpha)
+        refinement = self._refinement(refine, refine_classifier, alpha, refine_shift)
         prep = imageio.prepare(image)
         h, w = prep.rgb.shape[:2]
         limit = imageio.get_max_pixels()
@@ -176,12 +189,15 @@ class Codec:
         return torch.floor(x[..., : h0.height, : h0.width] * 255 + 0.5) / 255
 
     # ------------------------------------------------------------------ internals
-    def _refinement(self, steps, classifier: str, alpha: float) -> tuple[int, Observer | None]:
-        """(steps, classifier) for :func:`odic.refine.refine_latents`, checked before any work."""
+    def _refinement(self, steps, classifier: str, alpha: float, shift=DEFAULT_SHIFT) -> Refinement:
+        """What :func:`odic.refine.refine_latents` needs, checked before any work."""
         if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_REFINE_STEPS:
             raise ValueError(f"refine must be a whole number of steps from 0 to {MAX_REFINE_STEPS}, got {steps!r}")
+        if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= MAX_REFINE_SHIFT:
+            raise ValueError(f"refine_shift must be a whole number of pixels from 0 to {MAX_REFINE_SHIFT}, "
+                             f"got {shift!r}")
         if steps == 0 or alpha == 0:
-            return steps, None
+            return Refinement(steps)
         if classifier not in list_observers():
             raise ValueError(f"unknown refine classifier {classifier!r}; known: {', '.join(list_observers())}")
         if classifier not in self._observers:
@@ -189,7 +205,7 @@ class Codec:
                 self._observers[classifier] = create_observer(classifier, self.device)
             except ObserverUnavailable as exc:
                 raise ValueError(f"refine classifier {classifier!r} is unavailable: {exc}") from None
-        return steps, self._observers[classifier]
+        return Refinement(steps, self._observers[classifier], shift)
 
     def _header(self, w: int, h: int, qcode: int, acode: int, mode, tile_units: int, flags: int = 0) -> Header:
         return Header(self.model_id, self.weights_hash, w, h, qcode, acode, mode, tile_units, flags)
@@ -213,16 +229,17 @@ class Codec:
 
     @torch.no_grad()
     def _encode(self, prep: imageio.Prepared, x: torch.Tensor, qcode: int, acode: int, tile_units: int,
-                refinement: tuple[int, Observer | None] = (0, None)) -> bytes:
+                refinement: Refinement = Refinement()) -> bytes:
         h, w = x.shape[-2:]
         header = self._header(w, h, qcode, acode, prep.mode, tile_units, FLAG_TILE_MARGIN if tile_units else 0)
-        steps, observer = refinement
+        steps, observer, shift = refinement
         tiles = []
         for box in tile_boxes(header):
             top, left, th, tw = coded_box(header, box)
             part = _pad(x[..., top : top + th, left : left + tw].to(self.device))
             if steps:
-                y_s, z_s = refine_latents(self.model, part, qcode, acode, steps, observer, valid=(th, tw))
+                y_s, z_s = refine_latents(self.model, part, qcode, acode, steps, observer, valid=(th, tw),
+                                          shift=shift)
                 out = self.model.compress_latents(y_s, z_s, qcode, acode)
             else:
                 out = self.model.compress(part, qcode, acode)
@@ -303,7 +320,7 @@ class Codec:
         return y_hat
 
     def _search(self, prep, x, acode, tile_units, bpp, size_bytes,
-                refinement: tuple[int, Observer | None] = (0, None)) -> bytes:
+                refinement: Refinement = Refinement()) -> bytes:
         """Find the quality whose stream is closest to the target (the largest that fits for size_bytes).
 
         Rate grows monotonically with the quality code, and log(bpp) is close to linear in it, so the
@@ -314,7 +331,7 @@ class Codec:
         refined; for ``size_bytes`` the refined stream replaces it only if it still fits.
         """
         qcode, found = self._search_unrefined(prep, x, acode, tile_units, bpp, size_bytes)
-        if not refinement[0]:
+        if not refinement.steps:
             return found
         refined = self._encode(prep, x, qcode, acode, tile_units, refinement)
         return refined if size_bytes is None or len(refined) <= size_bytes else found

@@ -2,7 +2,8 @@
 
 ``alpha`` picks the observer (0 = human, 1 = machine, in between mixes); the setting is odic's
 quality parameter in [0, 100]. ``refine=N`` fits each image's latents to the observer in N steps
-(``refine_classifier`` scores a machine share; see :mod:`odic.refine`). The file counts whole,
+(``refine_classifier`` scores a machine share, on random views shifted by up to ``refine_shift``
+pixels when given; see :mod:`odic.refine`). The file counts whole,
 header included.
 """
 
@@ -26,12 +27,17 @@ class OdicCodec(Codec):
 
     def __init__(self, settings: Sequence[Setting] | None = None, alpha: float | str = 0.0,
                  model: str | None = None, device: str = "cpu", refine: int | str = 0,
-                 refine_classifier: str = "efficientnet_lite0", **options: Any) -> None:
+                 refine_classifier: str = "efficientnet_lite0", refine_shift: int | str | None = None,
+                 **options: Any) -> None:
         super().__init__(settings, **options)
         try:
             self.refine = int(refine)
         except ValueError:
             raise ValueError(f"odic: refine must be a whole number of steps, got {refine!r}") from None
+        try:
+            self.refine_shift = None if refine_shift is None else int(refine_shift)
+        except ValueError:
+            raise ValueError(f"odic: refine_shift must be a whole number of pixels, got {refine_shift!r}") from None
         self.refine_classifier = str(refine_classifier)
         try:
             import odic
@@ -56,8 +62,9 @@ class OdicCodec(Codec):
         return str(self._codec.model_id)
 
     def encode(self, image: Image.Image, setting: Setting) -> bytes:
+        extra = {} if self.refine_shift is None else {"refine_shift": self.refine_shift}
         return self._codec.compress(ensure_rgb(image), quality=float(setting), observer=self.alpha,
-                                    refine=self.refine, refine_classifier=self.refine_classifier)
+                                    refine=self.refine, refine_classifier=self.refine_classifier, **extra)
 
     def decode(self, data: bytes) -> Image.Image:
         return self._codec.decompress(data).convert("RGB")
@@ -69,6 +76,8 @@ class OdicCodec(Codec):
 
             opts.update(refine=self.refine, refine_classifier=self.refine_classifier if self.alpha else None,
                         refine_method=REFINE_METHOD)
+            if self.refine_shift is not None and self.alpha:  # a chosen view shift names other streams
+                opts["refine_shift"] = self.refine_shift
         return opts
 
     def version(self) -> str:
