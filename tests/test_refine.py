@@ -159,7 +159,14 @@ def test_cli_refine(tmp_path, capsys):
     assert main(["compress", str(src), "-o", str(bad), "--observer", "1", "--refine", "2",
                  "--refine-classifier", "nope"]) != 0
     assert "unknown classifier 'nope'" in capsys.readouterr().err
+    assert main(["compress", str(src), "-o", str(bad), "--observer", "1", "--refine", "2",
+                 "--refine-shift", "99"]) != 0
+    assert "--refine-shift must be from 0 to 64 pixels, got 99" in capsys.readouterr().err
     assert not bad.exists()
+    viewed = tmp_path / "viewed.odic"
+    assert main(["compress", str(src), "-o", str(viewed), "--observer", "1", "--refine", "2",
+                 "--refine-shift", "8"]) == 0
+    assert viewed.read_bytes() != out.read_bytes()
 
 
 def test_pillow_save_refine(tmp_path):
@@ -168,6 +175,12 @@ def test_pillow_save_refine(tmp_path):
     img.save(path, quality=40, refine=2)
     with Image.open(path) as back:
         assert back.size == img.size
+    viewed = tmp_path / "v.odic"
+    img.save(viewed, quality=40, observer=1, refine=2, refine_shift=8)
+    with Image.open(viewed) as back:
+        assert back.size == img.size
+    with pytest.raises(ValueError, match="refine_shift must be"):
+        img.save(tmp_path / "bad.odic", observer=1, refine=2, refine_shift=-1)
 
 
 def test_bench_codec_refine_option():

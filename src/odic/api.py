@@ -11,8 +11,8 @@ import math
 import warnings
 import zlib
 from collections.abc import Iterator
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch

@@ -16,7 +16,8 @@ Save options (``img.save(fp, format="ODIC", **options)``):
 * ``model``: installed model name or weights path (default: the bundled model);
 * ``tile``: tile size in pixels (multiple of 64), see :meth:`odic.Codec.compress`;
 * ``refine``: optimisation steps fitting the latents to the observer (default 0; slower encoding,
-  same decoder), with ``refine_classifier`` scoring a machine share (default efficientnet_lite0);
+  same decoder), with ``refine_classifier`` scoring a machine share (default efficientnet_lite0),
+  on random views shifted by up to ``refine_shift`` pixels (default: the API's, off);
 * ``codec``: an already loaded :class:`odic.Codec` (overrides ``model``).
 """
 
@@ -126,6 +127,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         tile=opts.get("tile"),
         refine=opts.get("refine", 0),
         refine_classifier=opts.get("refine_classifier", "efficientnet_lite0"),
+        **({"refine_shift": opts["refine_shift"]} if "refine_shift" in opts else {}),
     )
     fp.write(data)
 

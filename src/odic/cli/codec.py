@@ -49,6 +49,9 @@ def register(sub) -> None:
                         "or better quality, same decoder, ~0.6 s per step for 768x512 on 2 cores (default: 0)")
     c.add_argument("--refine-classifier", default="efficientnet_lite0", metavar="NAME",
                    help="classifier that scores a machine share while refining (default: efficientnet_lite0)")
+    c.add_argument("--refine-shift", type=int, default=None, metavar="PX",
+                   help="score a machine share on random views shifted by up to PX pixels and mirrored while "
+                        "refining, so the latents fit what classifiers share (default: off)")
     c.add_argument("--tile", type=int, default=None, metavar="PX",
                    help="code in tiles of PX pixels (multiple of 64); default: 1024 above 4 megapixels, else none")
     _add_common(c)
@@ -154,11 +157,13 @@ def run_compress(args) -> int:
         raise UsageError(f"--bpp must be positive, got {args.bpp}")
     if args.size is not None and args.size <= 0:
         raise UsageError(f"--size must be positive, got {args.size}")
-    from ..api import MAX_REFINE_STEPS
+    from ..api import MAX_REFINE_SHIFT, MAX_REFINE_STEPS
     from ..observers import list_observers
 
     if not 0 <= args.refine <= MAX_REFINE_STEPS:
         raise UsageError(f"--refine must be from 0 to {MAX_REFINE_STEPS} steps, got {args.refine}")
+    if args.refine_shift is not None and not 0 <= args.refine_shift <= MAX_REFINE_SHIFT:
+        raise UsageError(f"--refine-shift must be from 0 to {MAX_REFINE_SHIFT} pixels, got {args.refine_shift}")
     if args.refine and observer > 0 and args.refine_classifier not in list_observers():
         raise UsageError(f"--refine-classifier: unknown classifier {args.refine_classifier!r}; "
                          f"known: {', '.join(list_observers())}")
@@ -173,7 +178,8 @@ def run_compress(args) -> int:
             warnings.simplefilter("always", UserWarning)
             data = codec.compress(src, quality=args.quality, observer=observer, bpp=args.bpp,
                                   size_bytes=args.size, tile=args.tile, refine=args.refine,
-                                  refine_classifier=args.refine_classifier)
+                                  refine_classifier=args.refine_classifier,
+                                  **({} if args.refine_shift is None else {"refine_shift": args.refine_shift}))
         for w in caught:
             print(f"odic: warning: {w.message}", file=sys.stderr)
         write_bytes_atomic(dst, data, force=args.force)
