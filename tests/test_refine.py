@@ -13,7 +13,15 @@ from odic.losses import DEFAULT_MACHINE_SCALE, human_distortion, machine_distort
 from odic.model import lmbda_for
 from odic.model.conditioning import QUALITY_CODE_MAX
 from odic.observers import create_observer
-from odic.refine import HUMAN_LR, MACHINE_LR, MSE_WEIGHT, REFINE_METHOD, refine_latents, step_sizes
+from odic.refine import (
+    HUMAN_LR,
+    HUMAN_REFINE_METHOD,
+    MACHINE_LR,
+    MSE_WEIGHT,
+    REFINE_METHOD,
+    refine_latents,
+    step_sizes,
+)
 
 from .conftest import smooth_image
 
@@ -189,6 +197,9 @@ def test_bench_codec_refine_option():
     c = codec_from_spec("odic:alpha=1:q=30:refine=2")
     assert c.options()["refine"] == 2 and c.options()["refine_classifier"] == "efficientnet_lite0"
     assert c.options()["refine_method"] == REFINE_METHOD  # a changed search gives new rows
+    # The human observer's streams depend on its own schedule only: machine changes keep its rows.
+    human = codec_from_spec("odic:alpha=0:q=30:refine=2").options()
+    assert human["refine_method"] == HUMAN_REFINE_METHOD and str(MACHINE_LR) not in human["refine_method"]
     assert "refine" not in codec_from_spec("odic:alpha=1").options()  # cached rows stay valid
     with pytest.raises(ValueError, match="refine must be a whole number"):
         codec_from_spec("odic:refine=many")

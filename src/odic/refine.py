@@ -49,6 +49,9 @@ MACHINE_LR = (0.005, 0.005)
 DEFAULT_SHIFT = 0
 #: Names the search for benchmark caches: a changed default gives other streams, so new rows.
 REFINE_METHOD = f"cosine {HUMAN_LR} (human) / {MACHINE_LR} (machine), views shift {DEFAULT_SHIFT}"
+#: The same for the human observer alone, whose streams depend on nothing else: a change to the
+#: machine search leaves cached human rows valid.
+HUMAN_REFINE_METHOD = f"cosine {HUMAN_LR} (human)"
 #: MS-SSIM's four downsamplings need a side above 32 pixels (with its smallest, 3 px, window).
 MIN_MSSSIM_SIDE = 32
 #: The MSE weight of the human distortion, as in training (docs/training.md).
