@@ -104,13 +104,13 @@ class Codec:
     def compress(self, image, quality: float | None = None, observer: float | str = 0.0, *,
                  bpp: float | None = None, size_bytes: int | None = None, tile: int | None = None,
                  refine: int = 0, refine_classifier: str = DEFAULT_REFINE_CLASSIFIER,
-                 refine_shift: int = DEFAULT_SHIFT) -> bytes:
+                 refine_shift: int | None = None) -> bytes:
         """Compress an image; give ``quality`` (0-100, default 50), or a target ``bpp`` or ``size_bytes``.
 
         ``refine`` > 0 spends that many optimisation steps fitting this image's latents to the
         observer (slower encoding, same decoder; see :mod:`odic.refine`); a machine share is
         scored with ``refine_classifier``, on random views shifted by up to ``refine_shift``
-        pixels and mirrored when that is above 0.
+        pixels and mirrored when that is above 0 (None: :data:`odic.refine.DEFAULT_SHIFT`).
         """
         alpha = parse_observer(observer)
         given = sum(v is not None for v in (quality, bpp, size_bytes))
@@ -189,8 +189,9 @@ class Codec:
         return torch.floor(x[..., : h0.height, : h0.width] * 255 + 0.5) / 255
 
     # ------------------------------------------------------------------ internals
-    def _refinement(self, steps, classifier: str, alpha: float, shift=DEFAULT_SHIFT) -> Refinement:
+    def _refinement(self, steps, classifier: str, alpha: float, shift=None) -> Refinement:
         """What :func:`odic.refine.refine_latents` needs, checked before any work."""
+        shift = DEFAULT_SHIFT if shift is None else shift
         if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_REFINE_STEPS:
             raise ValueError(f"refine must be a whole number of steps from 0 to {MAX_REFINE_STEPS}, got {steps!r}")
         if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= MAX_REFINE_SHIFT:

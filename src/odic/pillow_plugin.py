@@ -127,7 +127,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         tile=opts.get("tile"),
         refine=opts.get("refine", 0),
         refine_classifier=opts.get("refine_classifier", "efficientnet_lite0"),
-        **({"refine_shift": opts["refine_shift"]} if "refine_shift" in opts else {}),
+        refine_shift=opts.get("refine_shift"),
     )
     fp.write(data)
 

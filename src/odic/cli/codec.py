@@ -178,8 +178,7 @@ def run_compress(args) -> int:
             warnings.simplefilter("always", UserWarning)
             data = codec.compress(src, quality=args.quality, observer=observer, bpp=args.bpp,
                                   size_bytes=args.size, tile=args.tile, refine=args.refine,
-                                  refine_classifier=args.refine_classifier,
-                                  **({} if args.refine_shift is None else {"refine_shift": args.refine_shift}))
+                                  refine_classifier=args.refine_classifier, refine_shift=args.refine_shift)
         for w in caught:
             print(f"odic: warning: {w.message}", file=sys.stderr)
         write_bytes_atomic(dst, data, force=args.force)

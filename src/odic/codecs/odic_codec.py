@@ -62,9 +62,9 @@ class OdicCodec(Codec):
         return str(self._codec.model_id)
 
     def encode(self, image: Image.Image, setting: Setting) -> bytes:
-        extra = {} if self.refine_shift is None else {"refine_shift": self.refine_shift}
         return self._codec.compress(ensure_rgb(image), quality=float(setting), observer=self.alpha,
-                                    refine=self.refine, refine_classifier=self.refine_classifier, **extra)
+                                    refine=self.refine, refine_classifier=self.refine_classifier,
+                                    refine_shift=self.refine_shift)
 
     def decode(self, data: bytes) -> Image.Image:
         return self._codec.decompress(data).convert("RGB")
