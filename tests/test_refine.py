@@ -65,8 +65,8 @@ def test_refined_stream_is_an_ordinary_stream(codec, crop):
     assert codec.decompress(refined).tobytes() == out.tobytes()
 
 
-@pytest.mark.parametrize("alpha", [0.0, 1.0])
-def test_refinement_lowers_the_measured_rate_distortion_cost(codec, crop, alpha):
+@pytest.mark.parametrize(("alpha", "shift"), [(0.0, 0), (1.0, 0), (1.0, 8)])
+def test_refinement_lowers_the_measured_rate_distortion_cost(codec, crop, alpha, shift):
     """On the real stream and the decoded pixels, not the training estimate.
 
     Measured (kodim23 crop, quality 30, 10 steps, the default schedules: human 0.005 -> 0.0005,
@@ -75,7 +75,7 @@ def test_refinement_lowers_the_measured_rate_distortion_cost(codec, crop, alpha)
     """
     observer = create_observer("efficientnet_lite0") if alpha else None
     fast = codec.compress(crop, quality=30, observer=alpha)
-    refined = codec.compress(crop, quality=30, observer=alpha, refine=10)
+    refined = codec.compress(crop, quality=30, observer=alpha, refine=10, refine_shift=shift)
     cost_fast, dm_fast = _cost(codec, crop, fast, alpha, observer)
     cost_refined, dm_refined = _cost(codec, crop, refined, alpha, observer)
     assert cost_refined < cost_fast * (0.98 if alpha else 0.99), (cost_fast, cost_refined)

@@ -8,8 +8,8 @@ respect to the latents ``y`` and ``z``, starting from the network's guess. Round
 straight-through, as in training's decoder input; the rate is the entropy models' estimate at
 the rounded values. The latents with the lowest loss seen are kept (the first is the network's
 own), so refining never makes the estimated loss worse. Optionally (``shift`` > 0) the classifier
-sees the image through a new random shift and mirror at each step, so the latents fit what
-survives such views rather than one network's quirks; off by default (see ``DEFAULT_SHIFT``).
+sees the image, at every other step, through a new random shift and mirror, so the latents fit
+what survives such views rather than one network's quirks; off by default (see ``DEFAULT_SHIFT``).
 
 What it costs: each step is one synthesis and, for a machine share (alpha > 0), one classifier
 pass, forward and backward: about 0.6 s per step for a 768x512 image on 2 cores. What it buys and
@@ -54,6 +54,8 @@ MACHINE_LR = (0.005, 0.005)
 DEFAULT_SHIFT = 0
 #: Names the search for benchmark caches: a changed default gives other streams, so new rows.
 REFINE_METHOD = f"cosine {HUMAN_LR} (human) / {MACHINE_LR} (machine), views shift {DEFAULT_SHIFT}"
+#: Names how views are used (``shift`` > 0), for benchmark caches of streams made with views.
+VIEWS_METHOD = "odd steps on a random view; whole-image steps scored, the best kept"
 #: The same for the human observer alone, whose streams depend on nothing else: a change to the
 #: machine search leaves cached human rows valid.
 HUMAN_REFINE_METHOD = f"cosine {HUMAN_LR} (human)"
@@ -72,11 +74,11 @@ def refine_latents(model: OdicModel, x: Tensor, quality_code: int, alpha_code: i
     ``valid`` is the (height, width) of the real image in the top-left of ``x``: the padding is
     not scored. ``observer`` is needed when ``alpha_code`` gives a machine share. The step size
     falls along a cosine from ``lr`` to ``final_lr`` (None: :func:`step_sizes` for this observer;
-    ``final_lr=lr`` keeps it constant). ``shift`` > 0 shows the classifier, at each step, the
-    original and the reconstruction cropped by the same random offset of up to ``shift`` pixels
-    and mirrored at random (a fixed seed: the same image gives the same stream), so the latents
-    keep what classifiers see rather than what this one reacts to; then only the network's guess
-    and the last step, both scored on the whole image, compete to be kept.
+    ``final_lr=lr`` keeps it constant). ``shift`` > 0 shows the classifier, at every odd step,
+    the original and the reconstruction cropped by the same random offset of up to ``shift``
+    pixels and mirrored at random (a fixed seed: the same image gives the same stream), so the
+    latents keep what classifiers see rather than what this one reacts to; the even steps and
+    the last, scored on the whole image, are the ones that compete to be kept.
     """
     y0, z0 = model.analyse(x, quality_code, alpha_code)
     if steps <= 0:
@@ -112,14 +114,14 @@ def refine_latents(model: OdicModel, x: Tensor, quality_code: int, alpha_code: i
                 x_hat, likelihoods = model.decode_rounded(y, z, q, a, cond)
                 x_hat = x_hat[..., :h, :w]
                 bpp = rate_bpp(likelihoods, h * w)
+                scored = views is None or step % 2 == 0 or step == steps  # views are not compared
                 if views is None:
                     d = observer_distortion(target, x_hat, a, observer, mse_weight=MSE_WEIGHT,
                                             reference=reference)["d_alpha"]
                 else:
-                    d = views.distortion(target, x_hat, a, unshifted=step in (0, steps))
+                    d = views.distortion(target, x_hat, a, unshifted=scored)
                 loss = (lmbda * d + bpp).sum()
                 value = float(loss.detach())
-                scored = views is None or step in (0, steps)  # random views are not compared
                 if scored and value < best_loss:  # non-finite values never win
                     best_loss, best = value, (y.detach().clone(), z.detach().clone())
                 if step == steps or not torch.isfinite(loss):
@@ -144,9 +146,10 @@ def step_sizes(alpha: float) -> tuple[float, float]:
 class _Views:
     """Random shifted, mirrored views for the machine term, the same for original and reconstruction.
 
-    Only the first step (the network's own latents) and the last are scored unshifted, and only
-    they compete for the kept latents: losses of different views are not comparable. The
-    classifier's reference for each view is computed once per step without gradient.
+    Whole-image steps (even ones and the last) alternate with views; only whole-image losses
+    compete for the kept latents, since losses of different views are not comparable. The
+    classifier's reference is computed once for the whole image and once per view, without
+    gradient.
     """
 
     def __init__(self, target: Tensor, shift: int, observer: Observer):
@@ -154,17 +157,19 @@ class _Views:
         self.shift = min(shift, max(0, min(h, w) - MIN_MSSSIM_SIDE - 1))
         self.observer = observer
         self.generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            self.whole = observer(target, with_features=True)
 
     def distortion(self, target: Tensor, x_hat: Tensor, a: Tensor, unshifted: bool) -> Tensor:
         d_h = observer_distortion(target, x_hat, torch.zeros_like(a), None, mse_weight=MSE_WEIGHT)["d_human"]
-        original, decoded = target, x_hat
+        original, decoded, reference = target, x_hat, self.whole
         if not unshifted and self.shift:
             s, (h, w) = self.shift, target.shape[-2:]
             dy, dx = (int(v) for v in torch.randint(0, s + 1, (2,), generator=self.generator))
             original, decoded = (t[..., dy:h - s + dy, dx:w - s + dx] for t in (target, x_hat))
             if torch.rand((), generator=self.generator) < 0.5:
                 original, decoded = original.flip(-1), decoded.flip(-1)
-        with torch.no_grad():
-            reference = self.observer(original, with_features=True)
+            with torch.no_grad():
+                reference = self.observer(original, with_features=True)
         d_m = observer_distortion(original, decoded, a, self.observer, reference=reference)["d_machine"]
         return (1 - a) * d_h + a * d_m
