@@ -17,7 +17,7 @@ Save options (``img.save(fp, format="ODIC", **options)``):
 * ``tile``: tile size in pixels (multiple of 64), see :meth:`odic.Codec.compress`;
 * ``refine``: optimisation steps fitting the latents to the observer (default 0; slower encoding,
   same decoder), with ``refine_classifier`` scoring a machine share (default efficientnet_lite0),
-  on random views shifted by up to ``refine_shift`` pixels (default: the API's, off);
+  on random views shifted by up to ``refine_shift`` pixels (default: the API's, 8);
 * ``codec``: an already loaded :class:`odic.Codec` (overrides ``model``).
 """
 

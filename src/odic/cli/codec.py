@@ -51,7 +51,7 @@ def register(sub) -> None:
                    help="classifier that scores a machine share while refining (default: efficientnet_lite0)")
     c.add_argument("--refine-shift", type=int, default=None, metavar="PX",
                    help="score a machine share on random views shifted by up to PX pixels and mirrored while "
-                        "refining, so the latents fit what classifiers share (default: off)")
+                        "refining, so the latents fit what classifiers share (default: 8; 0 turns the views off)")
     c.add_argument("--tile", type=int, default=None, metavar="PX",
                    help="code in tiles of PX pixels (multiple of 64); default: 1024 above 4 megapixels, else none")
     _add_common(c)
