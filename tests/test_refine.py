@@ -214,6 +214,9 @@ def test_bench_codec_refine_option():
     with pytest.raises(ValueError, match="refine must be a whole number"):
         codec_from_spec("odic:refine=many")
     viewed = codec_from_spec("odic:alpha=1:q=30:refine=2:refine_shift=8")
-    assert viewed.options()["refine_shift"] == 8 and "refine_shift" not in c.options()
+    assert viewed.options() == c.options() and c.options()["refine_shift"] == DEFAULT_SHIFT  # same streams, same rows
+    plain = codec_from_spec("odic:alpha=1:q=30:refine=2:refine_shift=0").options()
+    assert plain["refine_shift"] == 0 and "refine_views" not in plain and plain != c.options()
+    assert "refine_shift" not in human  # the human search has no views
     with pytest.raises(ValueError, match="refine_shift must be a whole number"):
         codec_from_spec("odic:refine=2:refine_shift=wide")

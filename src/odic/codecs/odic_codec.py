@@ -72,13 +72,14 @@ class OdicCodec(Codec):
     def options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {"alpha": self.alpha, "model": self.model_id}
         if self.refine:
-            from odic.refine import HUMAN_REFINE_METHOD, REFINE_METHOD, VIEWS_METHOD
+            from odic.refine import DEFAULT_SHIFT, HUMAN_REFINE_METHOD, REFINE_METHOD, VIEWS_METHOD
 
             opts.update(refine=self.refine, refine_classifier=self.refine_classifier if self.alpha else None,
                         refine_method=REFINE_METHOD if self.alpha else HUMAN_REFINE_METHOD)
-            if self.refine_shift is not None and self.alpha:  # a chosen view shift names other streams
-                opts["refine_shift"] = self.refine_shift
-                if self.refine_shift:
+            if self.alpha:  # the shift in effect: the default and the same shift given are the same streams
+                shift = DEFAULT_SHIFT if self.refine_shift is None else self.refine_shift
+                opts["refine_shift"] = shift
+                if shift:
                     opts["refine_views"] = VIEWS_METHOD
         return opts
 
