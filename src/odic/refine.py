@@ -95,9 +95,9 @@ def refine_latents(model: OdicModel, x: Tensor, quality_code: int, alpha_code: i
     with torch.no_grad():
         cond = model.embed(q, a)
         lmbda = lmbda_for(q, model.config)
-    views = _Views(target, shift, observer) if machine and shift > 0 else None
     with torch.no_grad():
-        reference = observer(target, with_features=True) if machine and views is None else None
+        reference = observer(target, with_features=True) if machine else None
+    views = _Views(target, shift, observer, reference) if machine and shift > 0 else None
     start, end = step_sizes(float(a.mean()))
     lr = start if lr is None else lr
     end = end if final_lr is None else final_lr
@@ -115,11 +115,11 @@ def refine_latents(model: OdicModel, x: Tensor, quality_code: int, alpha_code: i
                 x_hat = x_hat[..., :h, :w]
                 bpp = rate_bpp(likelihoods, h * w)
                 scored = views is None or step % 2 == 0 or step == steps  # views are not compared
-                if views is None:
+                if scored:
                     d = observer_distortion(target, x_hat, a, observer, mse_weight=MSE_WEIGHT,
                                             reference=reference)["d_alpha"]
                 else:
-                    d = views.distortion(target, x_hat, a, unshifted=scored)
+                    d = views.distortion(target, x_hat, a)
                 loss = (lmbda * d + bpp).sum()
                 value = float(loss.detach())
                 if scored and value < best_loss:  # non-finite values never win
@@ -146,24 +146,23 @@ def step_sizes(alpha: float) -> tuple[float, float]:
 class _Views:
     """Random shifted, mirrored views for the machine term, the same for original and reconstruction.
 
-    Whole-image steps (even ones and the last) alternate with views; only whole-image losses
-    compete for the kept latents, since losses of different views are not comparable. The
-    classifier's reference is computed once for the whole image and once per view, without
-    gradient.
+    They score the odd steps; the whole-image steps between them (scored by the caller) are the
+    ones that compete for the kept latents, since losses of different views are not comparable.
+    The classifier's reference for each view is computed once per view, without gradient; on an
+    image too small to shift, the whole image's (``whole``) stands in.
     """
 
-    def __init__(self, target: Tensor, shift: int, observer: Observer):
+    def __init__(self, target: Tensor, shift: int, observer: Observer, whole: tuple[Tensor, dict[str, Tensor]]):
         h, w = target.shape[-2:]
         self.shift = min(shift, max(0, min(h, w) - MIN_MSSSIM_SIDE - 1))
         self.observer = observer
+        self.whole = whole
         self.generator = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            self.whole = observer(target, with_features=True)
 
-    def distortion(self, target: Tensor, x_hat: Tensor, a: Tensor, unshifted: bool) -> Tensor:
+    def distortion(self, target: Tensor, x_hat: Tensor, a: Tensor) -> Tensor:
         d_h = observer_distortion(target, x_hat, torch.zeros_like(a), None, mse_weight=MSE_WEIGHT)["d_human"]
         original, decoded, reference = target, x_hat, self.whole
-        if not unshifted and self.shift:
+        if self.shift:
             s, (h, w) = self.shift, target.shape[-2:]
             dy, dx = (int(v) for v in torch.randint(0, s + 1, (2,), generator=self.generator))
             original, decoded = (t[..., dy:h - s + dy, dx:w - s + dx] for t in (target, x_hat))
