@@ -47,9 +47,10 @@ MACHINE_LR = (0.005, 0.005)
 #: 0.263 (top-1 agreement 60.0% -> 70.0%). On the benchmark (50 steps, docs/results.md, "Views on
 #: alternate steps"): Lite0 79.7% / 84.2% at 0.125 / 0.25 bpp on the first 100 images (without
 #: views 81.5% / 83.4%; targets 78% / 82%), the unseen Lite1 / Lite2 81.4% / 82.9% at 0.25 bpp
-#: against 77.2% / 81.5% without (first 40 images), MS-SSIM 0.003 higher, about 15% more encoding
-#: time. Views at every step (before) lost Lite0 at low rates (73.7% at 0.125 bpp): the search
-#: could not keep its best point, which the whole-image steps between views now allow.
+#: against 77.2% / 81.5% without (first 40 images; 82.0% / 83.0% on 100), MS-SSIM 0.003 higher,
+#: about 15% more encoding time. Views at every step (before) lost Lite0 at low rates (73.7% at
+#: 0.125 bpp): the search could not keep its best point, which the whole-image steps between
+#: views now allow. Shifts of 16 and 32 were worse on the Lite1 proxy (KL 0.500 / 0.484 against 0.471).
 DEFAULT_SHIFT = 8
 #: Names how views are used (``shift`` > 0), for benchmark caches of streams made with views.
 VIEWS_METHOD = "odd steps on a random view; whole-image steps scored, the best kept"
