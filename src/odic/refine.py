@@ -96,7 +96,6 @@ def refine_latents(model: OdicModel, x: Tensor, quality_code: int, alpha_code: i
     with torch.no_grad():
         cond = model.embed(q, a)
         lmbda = lmbda_for(q, model.config)
-    with torch.no_grad():
         reference = observer(target, with_features=True) if machine else None
     views = _Views(target, shift, observer, reference) if machine and shift > 0 else None
     start, end = step_sizes(float(a.mean()))
