@@ -1,4 +1,6 @@
-"""The shipped model's training run, resumable: re-run this script to continue (runs/v6).
+"""The shipped model's training run, resumable: re-run this script to continue (runs/v7).
+
+The MSE-weight-2 fine-tune (runs/v8) runs from the CLI instead; docs/training.md has its command.
 
 History (docs/training.md has the numbers):
 * runs/v3 (fresh start, 2-core CPU): N=96/M=160, 8 crops of 128 px, lr 5e-4, lambda(q) = 0.5 * 320^q
