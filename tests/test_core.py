@@ -168,3 +168,30 @@ def test_load_by_name_and_unknown():
     assert odic.load("odic-base").model_id
     with pytest.raises(FileNotFoundError, match="not installed"):
         odic.load("no-such-model")
+
+
+def test_streams_of_an_earlier_installed_model_keep_decoding(codec, tmp_path, monkeypatch):
+    """A release installs new weights beside the old file; the default codec finds the old one by model id."""
+    import shutil
+
+    from odic import weights
+
+    payload = weights.read_weights_file(weights.resolve("odic-base"))
+    older, _ = weights.build_model(payload)
+    with torch.no_grad():  # a different decoder, as an earlier release would have
+        next(older.g_s.parameters()).mul_(0.9)
+    installed = tmp_path / "weights"
+    installed.mkdir()
+    shutil.copy(weights.resolve("odic-base"), installed / "odic-base.pt")
+    weights.export_weights(older, installed / "odic-older.pt", "odic-older-test")
+    monkeypatch.setattr(weights, "PACKAGE_WEIGHTS_DIR", installed)
+
+    img = Image.fromarray(smooth_image(48, 64))
+    old_stream = odic.load("odic-older").compress(img, quality=40)
+    assert codec.info(old_stream)["model_id"] == "odic-older-test"
+    expected = np.asarray(odic.load(installed / "odic-older.pt").decompress(old_stream))
+    assert np.array_equal(np.asarray(codec.decompress(old_stream)), expected)
+
+    (installed / "odic-older.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="needs model 'odic-older-test'"):
+        codec.decompress(old_stream)
