@@ -234,3 +234,50 @@ def test_encoder_only_needs_a_trained_model(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="--init"):
         train(_cfg(tiny_data, tmp_path / "x", 2, encoder_only=True))
     assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "y"), "--encoder-only"]) == 2
+
+
+def test_anchor_distortion_is_zero_for_the_anchor_itself_and_for_human_rows(tiny_data, tmp_path):
+    from odic.cli import main
+    from odic.train.loop import anchor_distortion, load_anchor
+    from odic.weights import build_model, read_weights_file
+
+    weights = tmp_path / "anchor.pt"
+    assert main(["export", str(train(_cfg(tiny_data, tmp_path / "a", 2)) / "last.pt"), "-o", str(weights),
+                 "--model-id", "tiny-anchor"]) == 0
+    anchor = load_anchor(str(weights), torch.device("cpu"))
+    assert not any(p.requires_grad for p in anchor.parameters()) and not anchor.training
+    student, _ = build_model(read_weights_file(weights))
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    q, a = torch.full((3,), 0.5), torch.tensor([0.0, 0.5, 1.0])
+    with torch.no_grad():
+        same = anchor_distortion(anchor, x, student(x, q, a)["x_hat"].clamp(0, 1), q, a)
+        for p in student.g_s.parameters():
+            p.mul_(0.5)
+        moved = anchor_distortion(anchor, x, student(x, q, a)["x_hat"].clamp(0, 1), q, a)
+    assert same[0] == 0 and (same < 1e-12).all(), same  # equal up to the batch's rounding
+    assert moved[0] == 0 and (moved[1:] > 1e-4).all(), moved
+
+
+def test_anchor_keeps_machine_reconstructions_near_the_anchor(tiny_data, tmp_path):
+    """Fine-tuning at alpha 1 with --anchor drifts less from the anchor's reconstructions than without."""
+    from odic.cli import main
+    from odic.train.loop import anchor_distortion, load_anchor
+    from odic.weights import build_model, read_weights_file
+
+    start = tmp_path / "start.pt"
+    assert main(["export", str(train(_cfg(tiny_data, tmp_path / "a", 6)) / "last.pt"), "-o", str(start),
+                 "--model-id", "tiny-start"]) == 0
+    anchor = load_anchor(str(start), torch.device("cpu"))
+    x = torch.stack([torch.from_numpy(smooth_image(64, 64, seed=s)).permute(2, 0, 1) for s in (5, 6)]).float() / 255
+    q, a = torch.full((2,), 0.5), torch.ones(2)
+
+    drift = {}
+    for weight in (0.0, 1e4):
+        run = train(_cfg(tiny_data, tmp_path / f"w{weight:g}", 6, alpha=1.0, batch=2, lr=1e-3, init=str(start),
+                         anchor=str(start), anchor_weight=weight))
+        tuned, _ = build_model(read_weights_file(run / "last.pt"))
+        with torch.no_grad():
+            drift[weight] = anchor_distortion(anchor, x, tuned(x, q, a)["x_hat"].clamp(0, 1), q, a).mean().item()
+    assert drift[1e4] < 0.5 * drift[0.0], drift
+
+    assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "bad"), "--anchor-weight", "-1"]) == 2

@@ -54,6 +54,11 @@ def register(sub) -> None:
     t.add_argument("--lr-drop-step", type=int, default=None, help="step from which the lr is multiplied by 0.1")
     t.add_argument("--encoder-only", action="store_true",
                    help="train only the encoder (from --init): streams of the init model's decoder stay decodable")
+    t.add_argument("--anchor", default=None, metavar="WEIGHTS",
+                   help="a frozen model whose reconstructions the images with alpha > 0 are pulled towards "
+                        "(keeps the machine side of WEIGHTS while the human side is fine-tuned)")
+    t.add_argument("--anchor-weight", type=float, default=100.0,
+                   help="weight of alpha * MSE(x_hat, anchor's x_hat) in D_alpha")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to the CSV)")
     t.set_defaults(func=run_train)
 
@@ -80,6 +85,8 @@ def run_train(args) -> int:
         raise UsageError("--lambda-range needs 0 < MIN <= MAX")
     if args.encoder_only and not (args.init or args.resume):
         raise UsageError("--encoder-only needs --init WEIGHTS (the model whose decoder is kept)")
+    if args.anchor_weight < 0:
+        raise UsageError("--anchor-weight must be >= 0")
     cfg = TrainConfig(
         data=args.data, val=args.val, val_count=args.val_count, out=args.out, observer=args.observer_classifier,
         layers=args.layers, kl_weight=args.kl_weight,
@@ -90,6 +97,7 @@ def run_train(args) -> int:
         threads=args.threads, resume=args.resume, init=args.init, N=args.N, M=args.M,
         lambda_min=args.lambda_range[0], lambda_max=args.lambda_range[1], human_steps=args.human_steps,
         lr_drop_step=args.lr_drop_step, encoder_only=args.encoder_only,
+        anchor=args.anchor, anchor_weight=args.anchor_weight,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     t0 = time.time()

@@ -70,6 +70,11 @@ class TrainConfig:
     # Train only what the encoder runs (OdicModel.ENCODER_MODULES); the decoder, the entropy
     # models and their tables stay bit for bit as in ``init``, so its streams stay decodable.
     encoder_only: bool = False
+    # Hold the machine side while the human side moves: the images with alpha > 0 also pay
+    # ``anchor_weight * alpha * MSE(x_hat, anchor's x_hat)``, the anchor being a frozen model
+    # (e.g. the shipped weights) run on the same crop and condition.
+    anchor: str | None = None
+    anchor_weight: float = 100.0
 
     def lr_at(self, step: int) -> float:
         """Learning rate for ``step``: constant, then one drop (Balle et al.'s schedule, shortened)."""
@@ -135,6 +140,32 @@ def sample_conditions(cfg: TrainConfig, n: int, g: torch.Generator,
     if step is not None and step < cfg.human_steps:
         a = torch.zeros_like(a)
     return q, a
+
+
+def load_anchor(path: str, device: torch.device) -> OdicModel:
+    """A frozen copy of a trained model, in eval mode (rounded latents: its target is deterministic)."""
+    from ..weights import build_model, read_weights_file
+
+    anchor, _ = build_model(read_weights_file(path))
+    anchor.to(device).eval()
+    for p in anchor.parameters():
+        p.requires_grad_(False)
+    return anchor
+
+
+def anchor_distortion(anchor: OdicModel, x: torch.Tensor, x_hat: torch.Tensor, q: torch.Tensor,
+                      alpha: torch.Tensor) -> torch.Tensor:
+    """Per-image MSE between ``x_hat`` and the anchor's reconstruction, 0 where alpha is 0.
+
+    Only the rows with a machine share run the anchor: the human rows are free to move.
+    """
+    out = torch.zeros(x.shape[0], device=x.device, dtype=x_hat.dtype)
+    rows = (alpha > 0).nonzero().flatten()
+    if len(rows):
+        with torch.no_grad():
+            target = anchor(x[rows], q[rows], alpha[rows])["x_hat"].clamp(0, 1)
+        out = out.index_put((rows,), (x_hat[rows] - target).pow(2).flatten(1).mean(1))
+    return out
 
 
 def _constant_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -243,6 +274,7 @@ def train(cfg: TrainConfig) -> Path:
         load_model_weights(model, cfg.init)
     for name, value in constants.items():  # a file may hold them rounded (old fp16 exports)
         model.get_buffer(name).copy_(value)
+    anchor = load_anchor(cfg.anchor, device) if cfg.anchor and cfg.anchor_weight > 0 else None
     ddp_model: nn.Module = model
     if world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
@@ -288,6 +320,9 @@ def train(cfg: TrainConfig) -> Path:
                 x, result["x_hat"], a, observer, cfg.machine_scale, cfg.mse_weight,
                 cfg.layers, cfg.kl_weight,
             )
+            if anchor is not None:
+                d["d_alpha"] = d["d_alpha"] + cfg.anchor_weight * a * anchor_distortion(
+                    anchor, x, result["x_hat"], q, a)
             bpp = rate_bpp(result["likelihoods"], x.shape[-2] * x.shape[-1])
             loss = (lmbda_for(q, model.config) * d["d_alpha"] + bpp).mean()
             optimizer.zero_grad(set_to_none=True)
