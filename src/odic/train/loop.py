@@ -147,10 +147,7 @@ def load_anchor(path: str, device: torch.device) -> OdicModel:
     from ..weights import build_model, read_weights_file
 
     anchor, _ = build_model(read_weights_file(path))
-    anchor.to(device).eval()
-    for p in anchor.parameters():
-        p.requires_grad_(False)
-    return anchor
+    return anchor.to(device).eval().requires_grad_(False)
 
 
 def anchor_distortion(anchor: OdicModel, x: torch.Tensor, x_hat: torch.Tensor, q: torch.Tensor,
