@@ -97,6 +97,37 @@ def test_export_refuses_id_whose_step_count_disagrees_with_meta(tiny_data, tmp_p
     assert main([*args, "tiny-s30033", "--meta", '{"steps": 30033}']) == 0
 
 
+def test_export_relabels_a_weights_file_bit_identically(tiny_data, tmp_path):
+    """A measured candidate becomes a release under a new id: same weights, its own streams still decode."""
+    import odic
+    from odic.cli import main
+    from odic.weights import state_dict_hash
+
+    candidate, release = tmp_path / "candidate.pt", tmp_path / "release.pt"
+    assert main(["export", str(train(_cfg(tiny_data, tmp_path / "r", 2)) / "last.pt"), "-o", str(candidate),
+                 "--model-id", "tiny-candidate"]) == 0
+    image = smooth_image(40, 48, seed=5)
+    stream = odic.load(candidate).compress(image, quality=40)
+    assert main(["export", str(candidate), "-o", str(release), "--model-id", "tiny-s12",
+                 "--meta", '{"steps": 12, "command": "relabel"}']) == 0
+    before, after = (torch.load(p, weights_only=False) for p in (candidate, release))
+    assert state_dict_hash(after["state_dict"]) == state_dict_hash(before["state_dict"])
+    assert after["model_id"] == "tiny-s12" and after["meta"]["command"] == "relabel"
+    assert after["meta"]["step"] == before["meta"]["step"]  # the source's meta is kept, then extended
+    assert [d["model_id"] for d in after["decodes"]] == ["tiny-candidate"]
+    codec = odic.load(release)
+    assert np.array_equal(np.asarray(codec.decompress(stream)), np.asarray(odic.load(candidate).decompress(stream)))
+    again = codec.compress(image, quality=40)  # the same payload, only the header's id differs
+    assert len(again) == len(stream) + len("tiny-s12") - len("tiny-candidate")
+    assert np.array_equal(np.asarray(codec.decompress(again)), np.asarray(codec.decompress(stream)))
+    # The step count in the id is still checked against the meta, and junk is a one-line error.
+    assert main(["export", str(candidate), "-o", str(tmp_path / "x.pt"), "--model-id", "tiny-s13",
+                 "--meta", '{"steps": 12}']) != 0
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert main(["export", str(tmp_path / "junk.pt"), "-o", str(tmp_path / "y.pt"), "--model-id", "t"]) != 0
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.pt").exists()
+
+
 @pytest.mark.skipif(not shutil.which("torchrun", path=os.path.dirname(sys.executable)), reason="torchrun missing")
 def test_torchrun_two_processes(tiny_data, tmp_path):
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")

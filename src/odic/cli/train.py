@@ -62,9 +62,11 @@ def register(sub) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to the CSV)")
     t.set_defaults(func=run_train)
 
-    e = sub.add_parser("export", help="turn a training checkpoint into a shippable fp16 weights file",
+    e = sub.add_parser("export", help="turn a training checkpoint (or a weights file) into a shippable fp16 "
+                       "weights file",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    e.add_argument("checkpoint", metavar="RUN_DIR/last.pt")
+    e.add_argument("checkpoint", metavar="RUN_DIR/last.pt",
+                   help="a training checkpoint, or an exported weights file to re-label (same weights, new id)")
     e.add_argument("-o", "--output", required=True, metavar="PATH", help="weights file to write")
     e.add_argument("--model-id", required=True, help="immutable id written into every stream, e.g. odic-base-v1")
     e.add_argument("--meta", default=None, metavar="JSON", help="extra metadata (command, data, wall time)")
@@ -112,18 +114,30 @@ def run_export(args) -> int:
     import torch
 
     from ..model import ModelConfig, OdicModel
-    from ..weights import export_weights
+    from ..weights import build_model, export_weights, read_weights_file
 
     if Path(args.output).exists() and not args.force:
         raise FileExistsError(f"{args.output}: exists (use --force to overwrite)")
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    if "model" not in state:
-        raise ValueError(f"{args.checkpoint}: not a training checkpoint")
-    model = OdicModel(ModelConfig(**state["model_config"]))
-    model.load_state_dict(state["model"])
-    meta = {"step": state["step"], "train_config": state.get("config", {})}
-    if args.meta:
-        meta.update(json.loads(args.meta))
-    digest = export_weights(model, args.output, args.model_id, meta, same_decoder_as=args.same_decoder_as)
+    extra = json.loads(args.meta) if args.meta else {}
+    try:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        kind = type(exc).__name__
+        raise ValueError(f"{args.checkpoint}: not a training checkpoint or weights file ({kind})") from None
+    same_decoder_as = args.same_decoder_as
+    if isinstance(state, dict) and "model" in state:
+        model = OdicModel(ModelConfig(**state["model_config"]))
+        model.load_state_dict(state["model"])
+        meta = {"step": state["step"], "train_config": state.get("config", {})}
+    else:
+        # An exported weights file: re-label the measured weights (a candidate becomes a release)
+        # without a round trip through a checkpoint. The weights stay bit-identical, so the
+        # source's streams stay decodable and are listed as such.
+        payload = read_weights_file(args.checkpoint)
+        model, _ = build_model(payload)
+        meta = dict(payload.get("meta", {}))
+        same_decoder_as = same_decoder_as or args.checkpoint
+    meta.update(extra)
+    digest = export_weights(model, args.output, args.model_id, meta, same_decoder_as=same_decoder_as)
     print(f"wrote {args.output} (model id {args.model_id}, weights hash {digest.hex()})")
     return EXIT_OK
