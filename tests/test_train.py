@@ -289,6 +289,33 @@ def test_anchor_distortion_is_zero_for_the_anchor_itself_and_for_human_rows(tiny
     assert moved[0] == 0 and (moved[1:] > 1e-4).all(), moved
 
 
+def test_anchor_draws_the_students_noise_in_training(tiny_data, tmp_path):
+    """In a training forward z is noisy: the anchor must draw the same noise, else its own copy differs."""
+    from odic.cli import main
+    from odic.train.loop import anchor_distortion, load_anchor, rng_state
+    from odic.weights import build_model, read_weights_file
+
+    weights = tmp_path / "anchor.pt"
+    assert main(["export", str(train(_cfg(tiny_data, tmp_path / "a", 6)) / "last.pt"), "-o", str(weights),
+                 "--model-id", "tiny-anchor"]) == 0
+    anchor = load_anchor(str(weights), torch.device("cpu"))
+    student, _ = build_model(read_weights_file(weights))
+    student.train()
+    x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    q, a = torch.tensor([0.1, 0.3, 0.6, 0.9]), torch.tensor([0.0, 1.0, 1.0, 0.5])
+    torch.manual_seed(7)
+    state = rng_state(torch.device("cpu"))
+    with torch.no_grad():
+        noisy = student(x, q, a)["x_hat"].clamp(0, 1)
+    after = torch.get_rng_state()
+    matched = anchor_distortion(anchor, x, noisy, q, a, state)
+    assert torch.equal(torch.get_rng_state(), after)  # the anchor leaves the training's generator alone
+    rounded = anchor_distortion(anchor, x, noisy, q, a)
+    assert not anchor.training and matched[0] == rounded[0] == 0
+    assert (matched < 1e-12).all(), matched
+    assert rounded[1:].sum() > 1e3 * matched[1:].sum(), (rounded, matched)
+
+
 def test_anchor_keeps_machine_reconstructions_near_the_anchor(tiny_data, tmp_path):
     """Fine-tuning at alpha 1 with --anchor drifts less from the anchor's reconstructions than without."""
     from odic.cli import main

@@ -150,19 +150,41 @@ def load_anchor(path: str, device: torch.device) -> OdicModel:
     return anchor.to(device).eval().requires_grad_(False)
 
 
+def rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The generator states a forward pass draws its noise from (CPU, and the GPU's when on one)."""
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
 def anchor_distortion(anchor: OdicModel, x: torch.Tensor, x_hat: torch.Tensor, q: torch.Tensor,
-                      alpha: torch.Tensor) -> torch.Tensor:
+                      alpha: torch.Tensor, noise_state: tuple | None = None) -> torch.Tensor:
     """Per-image MSE between ``x_hat`` and the anchor's reconstruction, 0 where alpha is 0.
 
-    Only the rows with a machine share run the anchor: the human rows are free to move.
+    Only the rows with a machine share count: the human rows are free to move. A training
+    forward adds uniform noise to the hyper-latent z; with ``noise_state`` (``rng_state`` taken just
+    before that forward) the anchor draws the same noise, on the whole batch so that the noise
+    tensor has the same shape. Without it the anchor rounds z, and the target differs from the
+    student's by what the noise alone moves (MSE about 7e-4 at q 0.2 for s29033 itself), a floor
+    the loss could only lower by spending bits.
     """
     out = torch.zeros(x.shape[0], device=x.device, dtype=x_hat.dtype)
     rows = (alpha > 0).nonzero().flatten()
-    if len(rows):
-        with torch.no_grad():
+    if not len(rows):
+        return out
+    with torch.no_grad():
+        if noise_state is None:
             target = anchor(x[rows], q[rows], alpha[rows])["x_hat"].clamp(0, 1)
-        out = out.index_put((rows,), (x_hat[rows] - target).pow(2).flatten(1).mean(1))
-    return out
+        else:
+            cpu_state, device_state = noise_state
+            with torch.random.fork_rng(devices=[x.device] if device_state is not None else []):
+                torch.set_rng_state(cpu_state)
+                if device_state is not None:
+                    torch.cuda.set_rng_state(device_state, x.device)
+                anchor.entropy_bottleneck.train()
+                try:
+                    target = anchor(x, q, alpha)["x_hat"][rows].clamp(0, 1)
+                finally:
+                    anchor.entropy_bottleneck.eval()
+    return out.index_put((rows,), (x_hat[rows] - target).pow(2).flatten(1).mean(1))
 
 
 def _constant_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -312,6 +334,7 @@ def train(cfg: TrainConfig) -> Path:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             q, a = q.to(device), a.to(device)
+            noise_state = rng_state(device) if anchor is not None else None
             result = ddp_model(x, q, a)
             d = observer_distortion(
                 x, result["x_hat"], a, observer, cfg.machine_scale, cfg.mse_weight,
@@ -319,7 +342,7 @@ def train(cfg: TrainConfig) -> Path:
             )
             if anchor is not None:
                 d["d_alpha"] = d["d_alpha"] + cfg.anchor_weight * a * anchor_distortion(
-                    anchor, x, result["x_hat"], q, a)
+                    anchor, x, result["x_hat"], q, a, noise_state)
             bpp = rate_bpp(result["likelihoods"], x.shape[-2] * x.shape[-1])
             loss = (lmbda_for(q, model.config) * d["d_alpha"] + bpp).mean()
             optimizer.zero_grad(set_to_none=True)
