@@ -316,6 +316,40 @@ def test_anchor_draws_the_students_noise_in_training(tiny_data, tmp_path):
     assert rounded[1:].sum() > 1e3 * matched[1:].sum(), (rounded, matched)
 
 
+def test_decoder_anchor_sees_only_the_decoding_side(tiny_data, tmp_path):
+    """--anchor-mode decoder: 0 for the anchor's copy and for a changed encoder; > 0 once g_s moves."""
+    from odic.cli import main
+    from odic.train.loop import decoder_anchor_distortion, load_anchor
+    from odic.weights import build_model, read_weights_file
+
+    weights = tmp_path / "anchor.pt"
+    assert main(["export", str(train(_cfg(tiny_data, tmp_path / "a", 4)) / "last.pt"), "-o", str(weights),
+                 "--model-id", "tiny-anchor"]) == 0
+    anchor = load_anchor(str(weights), torch.device("cpu"))
+    student, _ = build_model(read_weights_file(weights))
+    student.train()
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    q, a = torch.full((3,), 0.5), torch.tensor([0.0, 0.5, 1.0])
+    assert (decoder_anchor_distortion(student, anchor, x, q, a) < 1e-12).all()
+    with torch.no_grad():
+        for p in student.g_a.parameters():
+            p.mul_(0.5)
+    same = decoder_anchor_distortion(student, anchor, x, q, a)
+    assert (same < 1e-12).all(), same  # the encoder is not held: refinement re-finds latents anyway
+    with torch.no_grad():
+        for p in student.g_s.parameters():
+            p.mul_(0.9)
+    moved = decoder_anchor_distortion(student, anchor, x, q, a)
+    assert moved[0] == 0 and (moved[1:] > 1e-6).all(), moved
+    moved.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.g_s.parameters())
+    assert all(p.grad is None for p in student.g_a.parameters())
+    # the option runs end to end
+    run = train(_cfg(tiny_data, tmp_path / "d", 2, alpha=1.0, anchor=str(weights), anchor_mode="decoder",
+                     init=str(weights)))
+    assert torch.load(run / "last.pt", weights_only=False)["step"] == 2
+
+
 def test_anchor_keeps_machine_reconstructions_near_the_anchor(tiny_data, tmp_path):
     """Fine-tuning at alpha 1 with --anchor drifts less from the anchor's reconstructions than without."""
     from odic.cli import main

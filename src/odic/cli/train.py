@@ -59,6 +59,9 @@ def register(sub) -> None:
                         "(keeps the machine side of WEIGHTS while the human side is fine-tuned)")
     t.add_argument("--anchor-weight", type=float, default=100.0,
                    help="weight of alpha * MSE(x_hat, anchor's x_hat) in D_alpha")
+    t.add_argument("--anchor-mode", choices=("output", "decoder"), default="output",
+                   help="output: compare reconstructions of the student's own latents; decoder: decode the "
+                        "anchor's rounded latents with both models (holds only the decoding side)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to the CSV)")
     t.set_defaults(func=run_train)
 
@@ -99,7 +102,7 @@ def run_train(args) -> int:
         threads=args.threads, resume=args.resume, init=args.init, N=args.N, M=args.M,
         lambda_min=args.lambda_range[0], lambda_max=args.lambda_range[1], human_steps=args.human_steps,
         lr_drop_step=args.lr_drop_step, encoder_only=args.encoder_only,
-        anchor=args.anchor, anchor_weight=args.anchor_weight,
+        anchor=args.anchor, anchor_weight=args.anchor_weight, anchor_mode=args.anchor_mode,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     t0 = time.time()

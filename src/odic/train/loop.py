@@ -75,6 +75,10 @@ class TrainConfig:
     # (e.g. the shipped weights) run on the same crop and condition.
     anchor: str | None = None
     anchor_weight: float = 100.0
+    # "output": compare reconstructions of the student's own latents (a drifting encoder flips
+    # roundings, which the straight-through gradient cannot see or undo). "decoder": decode the
+    # anchor's rounded latents with both models and compare, so only the decoding side is held.
+    anchor_mode: str = "output"
 
     def lr_at(self, step: int) -> float:
         """Learning rate for ``step``: constant, then one drop (Balle et al.'s schedule, shortened)."""
@@ -185,6 +189,27 @@ def anchor_distortion(anchor: OdicModel, x: torch.Tensor, x_hat: torch.Tensor, q
                 finally:
                     anchor.entropy_bottleneck.eval()
     return out.index_put((rows,), (x_hat[rows] - target).pow(2).flatten(1).mean(1))
+
+
+def decoder_anchor_distortion(model: OdicModel, anchor: OdicModel, x: torch.Tensor, q: torch.Tensor,
+                              alpha: torch.Tensor) -> torch.Tensor:
+    """Per-image MSE between the student's and the anchor's decoding of the anchor's own latents.
+
+    Rounded as the stream rounds them (no noise, no rounding flips between the two models), so
+    the term is 0 for the anchor's copy and moves only when the decoding side (condition embedding,
+    inverse gains, h_s, g_s) moves; 0 where alpha is 0.
+    """
+    out = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+    rows = (alpha > 0).nonzero().flatten()
+    if not len(rows):
+        return out
+    xs, qs, als = x[rows], q[rows], alpha[rows]
+    with torch.no_grad():
+        y_s = anchor.g_a(xs, anchor.embed(qs, als)) * anchor.gain(qs, als)
+        z_s = anchor.h_a(y_s) * anchor.hyper_gain(qs, als)
+        target, _ = anchor.decode_rounded(y_s, z_s, qs, als)
+    decoded, _ = model.decode_rounded(y_s, z_s, qs, als)
+    return out.index_put((rows,), (decoded - target).pow(2).flatten(1).mean(1))  # both unclamped: 0 for a copy
 
 
 def _constant_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -340,7 +365,10 @@ def train(cfg: TrainConfig) -> Path:
                 x, result["x_hat"], a, observer, cfg.machine_scale, cfg.mse_weight,
                 cfg.layers, cfg.kl_weight,
             )
-            if anchor is not None:
+            if anchor is not None and cfg.anchor_mode == "decoder":
+                d["d_alpha"] = d["d_alpha"] + cfg.anchor_weight * a * decoder_anchor_distortion(
+                    ddp_model.module if hasattr(ddp_model, "module") else ddp_model, anchor, x, q, a)
+            elif anchor is not None:
                 d["d_alpha"] = d["d_alpha"] + cfg.anchor_weight * a * anchor_distortion(
                     anchor, x, result["x_hat"], q, a, noise_state)
             bpp = rate_bpp(result["likelihoods"], x.shape[-2] * x.shape[-1])
