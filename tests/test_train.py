@@ -267,17 +267,24 @@ def test_encoder_only_needs_a_trained_model(tiny_data, tmp_path):
     assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "y"), "--encoder-only"]) == 2
 
 
-def test_anchor_distortion_is_zero_for_the_anchor_itself_and_for_human_rows(tiny_data, tmp_path):
+def _anchor_and_student(data: Path, tmp_path: Path, steps: int):
+    """A tiny trained model exported as the anchor (frozen, eval) and a trainable copy of it."""
     from odic.cli import main
-    from odic.train.loop import anchor_distortion, load_anchor
+    from odic.train.loop import load_anchor
     from odic.weights import build_model, read_weights_file
 
     weights = tmp_path / "anchor.pt"
-    assert main(["export", str(train(_cfg(tiny_data, tmp_path / "a", 2)) / "last.pt"), "-o", str(weights),
+    assert main(["export", str(train(_cfg(data, tmp_path / "a", steps)) / "last.pt"), "-o", str(weights),
                  "--model-id", "tiny-anchor"]) == 0
-    anchor = load_anchor(str(weights), torch.device("cpu"))
-    assert not any(p.requires_grad for p in anchor.parameters()) and not anchor.training
     student, _ = build_model(read_weights_file(weights))
+    return load_anchor(str(weights), torch.device("cpu")), student, weights
+
+
+def test_anchor_distortion_is_zero_for_the_anchor_itself_and_for_human_rows(tiny_data, tmp_path):
+    from odic.train.loop import anchor_distortion
+
+    anchor, student, _ = _anchor_and_student(tiny_data, tmp_path, 2)
+    assert not any(p.requires_grad for p in anchor.parameters()) and not anchor.training
     x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     q, a = torch.full((3,), 0.5), torch.tensor([0.0, 0.5, 1.0])
     with torch.no_grad():
@@ -291,15 +298,9 @@ def test_anchor_distortion_is_zero_for_the_anchor_itself_and_for_human_rows(tiny
 
 def test_anchor_draws_the_students_noise_in_training(tiny_data, tmp_path):
     """In a training forward z is noisy: the anchor must draw the same noise, else its own copy differs."""
-    from odic.cli import main
-    from odic.train.loop import anchor_distortion, load_anchor, rng_state
-    from odic.weights import build_model, read_weights_file
+    from odic.train.loop import anchor_distortion, rng_state
 
-    weights = tmp_path / "anchor.pt"
-    assert main(["export", str(train(_cfg(tiny_data, tmp_path / "a", 6)) / "last.pt"), "-o", str(weights),
-                 "--model-id", "tiny-anchor"]) == 0
-    anchor = load_anchor(str(weights), torch.device("cpu"))
-    student, _ = build_model(read_weights_file(weights))
+    anchor, student, _ = _anchor_and_student(tiny_data, tmp_path, 6)
     student.train()
     x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     q, a = torch.tensor([0.1, 0.3, 0.6, 0.9]), torch.tensor([0.0, 1.0, 1.0, 0.5])
@@ -318,15 +319,9 @@ def test_anchor_draws_the_students_noise_in_training(tiny_data, tmp_path):
 
 def test_decoder_anchor_sees_only_the_decoding_side(tiny_data, tmp_path):
     """--anchor-mode decoder: 0 for the anchor's copy and for a changed encoder; > 0 once g_s moves."""
-    from odic.cli import main
-    from odic.train.loop import decoder_anchor_distortion, load_anchor
-    from odic.weights import build_model, read_weights_file
+    from odic.train.loop import decoder_anchor_distortion
 
-    weights = tmp_path / "anchor.pt"
-    assert main(["export", str(train(_cfg(tiny_data, tmp_path / "a", 4)) / "last.pt"), "-o", str(weights),
-                 "--model-id", "tiny-anchor"]) == 0
-    anchor = load_anchor(str(weights), torch.device("cpu"))
-    student, _ = build_model(read_weights_file(weights))
+    anchor, student, weights = _anchor_and_student(tiny_data, tmp_path, 4)
     student.train()
     x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     q, a = torch.full((3,), 0.5), torch.tensor([0.0, 0.5, 1.0])

@@ -152,11 +152,16 @@ class OdicModel(CompressionModel):
         x_hat = self.g_s(y_hat_s * self.inv_gain(q, alpha), cond)
         return x_hat, {"y": y_likelihoods, "z": z_likelihoods}
 
+    def gained_latents(self, x: Tensor, q: Tensor, alpha: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The unrounded latents ``(y_s, z_s)`` for float conditions (training; ``analyse`` takes codes)."""
+        cond = self.embed(q, alpha) if cond is None else cond
+        y_s = self.g_a(x, cond) * self.gain(q, alpha)
+        return y_s, self.h_a(y_s) * self.hyper_gain(q, alpha)
+
     def forward(self, x: Tensor, q: Tensor, alpha: Tensor) -> dict:
         """Training/evaluation pass with noise (or STE) quantisation; returns x_hat and likelihoods."""
         cond = self.embed(q, alpha)
-        y_s = self.g_a(x, cond) * self.gain(q, alpha)
-        z_s = self.h_a(y_s) * self.hyper_gain(q, alpha)
+        y_s, z_s = self.gained_latents(x, q, alpha, cond)
         z_hat_s, z_likelihoods = self.entropy_bottleneck(z_s)
         scales, means = self.h_s(z_hat_s * self.inv_hyper_gain(q, alpha))
         _, y_likelihoods = self.gaussian_conditional(y_s, scales, means=means)

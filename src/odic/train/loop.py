@@ -205,8 +205,7 @@ def decoder_anchor_distortion(model: OdicModel, anchor: OdicModel, x: torch.Tens
         return out
     xs, qs, als = x[rows], q[rows], alpha[rows]
     with torch.no_grad():
-        y_s = anchor.g_a(xs, anchor.embed(qs, als)) * anchor.gain(qs, als)
-        z_s = anchor.h_a(y_s) * anchor.hyper_gain(qs, als)
+        y_s, z_s = anchor.gained_latents(xs, qs, als)
         target, _ = anchor.decode_rounded(y_s, z_s, qs, als)
     decoded, _ = model.decode_rounded(y_s, z_s, qs, als)
     return out.index_put((rows,), (decoded - target).pow(2).flatten(1).mean(1))  # both unclamped: 0 for a copy
