@@ -2,6 +2,7 @@
 
 Run after shipping new weights (the vectors name the model id they need):
     .venv/bin/python scripts/make_golden.py
+    .venv/bin/python scripts/make_golden.py --model odic-people   # another shipped model: tests/golden/models/<name>/
 When the new model lists the previous one in its ``decodes`` (same decoder, encoder-only
 training), the previous vectors move to tests/golden/earlier/<model id>/ and stay tested: the
 new model must decode them to the same latents and pixels.
@@ -12,6 +13,7 @@ a decoded PNG to check other machines against within one level.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import sys
@@ -22,6 +24,7 @@ import torch
 from PIL import Image
 
 import odic
+import odic.weights
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -56,32 +59,41 @@ def latent_digest(codec, data: bytes) -> str:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="a shipped model other than the default (its own folder)")
+    args = ap.parse_args()
     torch.set_num_threads(1)
-    codec = odic.load()
-    OUT.mkdir(parents=True, exist_ok=True)
-    manifest_path = OUT / "manifest.json"
-    if manifest_path.exists():
+    codec = odic.load(args.model)
+    out = OUT if args.model in (None, odic.weights.DEFAULT_MODEL) else OUT / "models" / args.model
+    write_vectors(codec, out, keep_earlier=out == OUT)
+
+
+def write_vectors(codec: odic.Codec, out: Path, keep_earlier: bool) -> None:
+    """Write the CASES streams, decoded PNGs and manifest of ``codec`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "manifest.json"
+    if keep_earlier and manifest_path.exists():
         previous = json.loads(manifest_path.read_text())
         written_by = (previous["model_id"], bytes.fromhex(previous["weights_hash"]))
         if written_by in codec.decodes:  # keep them: the new model must still decode them
-            keep = OUT / "earlier" / previous["model_id"]
+            keep = out / "earlier" / previous["model_id"]
             keep.mkdir(parents=True, exist_ok=True)
-            for old in OUT.glob("*.*"):
+            for old in out.glob("*.*"):
                 old.rename(keep / old.name)
-    for old in OUT.glob("*.*"):
+    for old in out.glob("*.*"):
         old.unlink()
     manifest = {"model_id": codec.model_id, "weights_hash": codec.weights_hash.hex(), "vectors": {}}
     for name, make, kw in CASES:
         data = codec.compress(make(), **kw)
-        (OUT / f"{name}.odic").write_bytes(data)
+        (out / f"{name}.odic").write_bytes(data)
         img = codec.decompress(data)
-        img.save(OUT / f"{name}.png")
+        img.save(out / f"{name}.png")
         manifest["vectors"][name] = {
             "header": odic.Codec.info(data),
             "latents_sha256": latent_digest(codec, data),
             "pixels_sha256": hashlib.sha256(np.asarray(img).tobytes()).hexdigest(),
         }
-    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"wrote {len(CASES)} vectors for {codec.model_id}")
 
 

@@ -72,6 +72,16 @@ def test_folder_and_several_files(tmp_path):
     assert len(list(back.glob("*.png"))) == 3
 
 
+def test_models_lists_the_installed_models(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows if r["default"]] == ["odic-base"] and rows[0]["default"]
+    assert "odic-people" in {r["name"] for r in rows}
+    assert main(["models"]) == 0
+    table = capsys.readouterr().out
+    assert f"{rows[0]['model_id']} (default)" in table and all(r["model_id"] in table for r in rows)
+
+
 def test_no_overwrite_without_force(photo, tmp_path):
     out = tmp_path / "x.odic"
     out.write_bytes(b"keep me")

@@ -164,6 +164,26 @@ def test_unreachable_bpp_warns(codec):
     assert data == codec.compress(img, quality=0)
 
 
+def test_shipped_model_zoo(codec):
+    """Both shipped models are listed (default first), load by name, and each decodes the other's streams."""
+    infos = odic.list_models()
+    assert [i.name for i in infos][:1] == ["odic-base"] and infos[0].default
+    by_name = {i.name: i for i in infos}
+    assert {"odic-base", "odic-people"} <= set(by_name)
+    for info in infos:
+        assert info.model_id.startswith(info.name + "-s") and info.model_id.endswith(f"-s{info.steps}")
+        assert info.summary and 1e6 < info.size_bytes < 25e6
+    people = odic.load("odic-people")
+    assert people.model_id == by_name["odic-people"].model_id != codec.model_id
+    img = Image.fromarray(smooth_image(48, 64))
+    stream = people.compress(img, quality=40)
+    assert stream != codec.compress(img, quality=40)
+    assert codec.info(stream)["model_id"] == people.model_id
+    assert np.array_equal(np.asarray(codec.decompress(stream)), np.asarray(people.decompress(stream)))
+    base_stream = codec.compress(img, quality=40)
+    assert np.array_equal(np.asarray(people.decompress(base_stream)), np.asarray(codec.decompress(base_stream)))
+
+
 def test_load_by_name_and_unknown():
     assert odic.load("odic-base").model_id
     with pytest.raises(FileNotFoundError, match="not installed"):

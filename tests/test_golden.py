@@ -1,6 +1,7 @@
 """Golden vectors pin the format and the model: committed streams must decode the same forever.
 
-Regenerate with scripts/make_golden.py whenever the bundled weights change (new model id).
+Regenerate with scripts/make_golden.py whenever the bundled weights change (new model id), and with
+``--model NAME`` when another shipped model does (tests/golden/models/NAME/).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
 # Vectors of earlier models whose decoder the bundled one kept (encoder-only training).
 EARLIER = {d.name: (d, json.loads((d / "manifest.json").read_text()))
            for d in sorted((GOLDEN / "earlier").glob("*")) if (d / "manifest.json").exists()}
+# Vectors of the other shipped models (tests/golden/models/<installed name>/).
+SHIPPED = {d.name: (d, json.loads((d / "manifest.json").read_text()))
+           for d in sorted((GOLDEN / "models").glob("*")) if (d / "manifest.json").exists()}
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 
@@ -30,7 +34,8 @@ def test_vectors_match_bundled_model(codec):
 
 
 CASES = [(GOLDEN, MANIFEST, name) for name in sorted(MANIFEST["vectors"])] + [
-    (folder, manifest, name) for folder, manifest in EARLIER.values() for name in sorted(manifest["vectors"])
+    (folder, manifest, name) for folder, manifest in [*EARLIER.values(), *SHIPPED.values()]
+    for name in sorted(manifest["vectors"])
 ]
 
 
@@ -42,11 +47,16 @@ def test_golden_vector(codec, folder, manifest, name):
 
     expected = manifest["vectors"][name]
     data = (folder / f"{name}.odic").read_bytes()
-    if manifest is not MANIFEST:  # an earlier model: the bundled one must list it as decodable
-        assert (manifest["model_id"], bytes.fromhex(manifest["weights_hash"])) in codec.decodes
+    written_by = (manifest["model_id"], bytes.fromhex(manifest["weights_hash"]))
+    decoder = codec
+    if folder.parent.name == "models":  # another shipped model: installed under the folder's name, found by id
+        decoder = odic.load(folder.name)
+        assert (decoder.model_id, decoder.weights_hash) == written_by, "shipped model changed: run make_golden.py"
+    elif manifest is not MANIFEST:  # an earlier model: the bundled one must list it as decodable
+        assert written_by in codec.decodes
     assert odic.Codec.info(data) == expected["header"]
-    assert latent_digest(codec, data) == expected["latents_sha256"]  # exact on every machine
-    img = codec.decompress(data)
+    assert latent_digest(decoder, data) == expected["latents_sha256"]  # exact on every machine
+    img = codec.decompress(data)  # the default codec finds the stream's model itself
     ref = np.asarray(Image.open(folder / f"{name}.png"))
     got = np.asarray(img)
     assert got.shape == ref.shape

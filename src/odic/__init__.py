@@ -13,7 +13,8 @@ _warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", 
 
 from .api import Codec, load  # noqa: E402
 from .version import __version__  # noqa: E402
+from .weights import ModelInfo, list_models  # noqa: E402
 
-__all__ = ["Codec", "load", "__version__"]
+__all__ = ["Codec", "ModelInfo", "list_models", "load", "__version__"]
 
 from . import pillow_plugin  # noqa: F401,E402  (registers .odic with Pillow)

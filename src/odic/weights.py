@@ -23,6 +23,7 @@ import hashlib
 import io
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,6 +36,28 @@ PACKAGE_WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "odic-base"
 
 
+# What each shipped model is for, as `odic models` and `odic.list_models()` show it. A weights file
+# installed by hand may carry its own line as meta["summary"].
+MODEL_SUMMARIES = {
+    "odic-base": "default: every observer; with --refine 50 meets the classifier targets (docs/results.md)",
+    "odic-people": "for images people will look at: Kodak MS-SSIM BD-rate -3.4% against HEVC (odic-base +5.2%, "
+                   "refine 20); same fast-encoder classifier answers, fewer refined ones at 0.125 bpp",
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One installed model: the name to pass to ``odic.load`` / ``--model`` and what its streams carry."""
+
+    name: str
+    model_id: str
+    steps: int | None
+    default: bool
+    size_bytes: int
+    summary: str
+    path: Path
+
+
 class ModelNotFound(FileNotFoundError):
     """Raised when neither an installed model of that name nor a weights file exists."""
 
@@ -42,6 +65,19 @@ class ModelNotFound(FileNotFoundError):
 def installed_models() -> dict[str, Path]:
     """Shipped models by name (file stem)."""
     return {p.stem: p for p in sorted(PACKAGE_WEIGHTS_DIR.glob("*.pt"))}
+
+
+def list_models() -> list[ModelInfo]:
+    """Every installed model, the default first (reads each file's header fields; about 10 MB each)."""
+    infos = []
+    for name, path in installed_models().items():
+        payload = read_weights_file(path)
+        meta = payload.get("meta", {})
+        steps = meta.get("steps")
+        infos.append(ModelInfo(name=name, model_id=payload["model_id"], steps=int(steps) if steps is not None else None,
+                               default=name == DEFAULT_MODEL, size_bytes=path.stat().st_size,
+                               summary=MODEL_SUMMARIES.get(name) or str(meta.get("summary", "")), path=path))
+    return sorted(infos, key=lambda i: (not i.default, i.name))
 
 
 def state_dict_hash(state_dict: dict[str, torch.Tensor]) -> bytes:

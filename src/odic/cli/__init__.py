@@ -14,7 +14,7 @@ import warnings
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 # Subcommand modules, in the order `odic --help` lists them.
-SUBCOMMANDS = ["codec", "train", "bench", "report"]
+SUBCOMMANDS = ["codec", "models", "train", "bench", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:
