@@ -176,11 +176,9 @@ def test_shipped_model_zoo(codec):
     people = odic.load("odic-people")
     assert people.model_id == by_name["odic-people"].model_id != codec.model_id
     img = Image.fromarray(smooth_image(48, 64))
-    stream = people.compress(img, quality=40)
-    assert stream != codec.compress(img, quality=40)
-    assert codec.info(stream)["model_id"] == people.model_id
+    stream, base_stream = people.compress(img, quality=40), codec.compress(img, quality=40)
+    assert stream != base_stream and codec.info(stream)["model_id"] == people.model_id
     assert np.array_equal(np.asarray(codec.decompress(stream)), np.asarray(people.decompress(stream)))
-    base_stream = codec.compress(img, quality=40)
     assert np.array_equal(np.asarray(people.decompress(base_stream)), np.asarray(codec.decompress(base_stream)))
 
 
