@@ -358,7 +358,7 @@ def train(cfg: TrainConfig) -> Path:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             q, a = q.to(device), a.to(device)
-            noise_state = rng_state(device) if anchor is not None else None
+            noise_state = rng_state(device) if anchor is not None and cfg.anchor_mode == "output" else None
             result = ddp_model(x, q, a)
             d = observer_distortion(
                 x, result["x_hat"], a, observer, cfg.machine_scale, cfg.mse_weight,
@@ -366,7 +366,7 @@ def train(cfg: TrainConfig) -> Path:
             )
             if anchor is not None and cfg.anchor_mode == "decoder":
                 d["d_alpha"] = d["d_alpha"] + cfg.anchor_weight * a * decoder_anchor_distortion(
-                    ddp_model.module if hasattr(ddp_model, "module") else ddp_model, anchor, x, q, a)
+                    model, anchor, x, q, a)  # the wrapped module itself: DDP wraps only its forward
             elif anchor is not None:
                 d["d_alpha"] = d["d_alpha"] + cfg.anchor_weight * a * anchor_distortion(
                     anchor, x, result["x_hat"], q, a, noise_state)
