@@ -267,6 +267,20 @@ def test_encoder_only_needs_a_trained_model(tiny_data, tmp_path):
     assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "y"), "--encoder-only"]) == 2
 
 
+def test_a_fresh_run_never_overwrites_a_run_folder(tiny_data, tmp_path):
+    """Without --resume a folder holding last.pt is refused before anything is written; --resume goes on."""
+    from odic.cli import main
+
+    run = train(_cfg(tiny_data, tmp_path / "r", 2))
+    before = (run / "last.pt").read_bytes()
+    with pytest.raises(ValueError, match="--resume"):
+        train(_cfg(tiny_data, run, 4))
+    assert main(["train", "--data", str(tiny_data), "--out", str(run), "--steps", "4"]) == 1
+    assert (run / "last.pt").read_bytes() == before
+    resumed = train(_cfg(tiny_data, run, 3, resume=True))
+    assert torch.load(resumed / "last.pt", weights_only=False)["step"] == 3
+
+
 def _anchor_and_student(data: Path, tmp_path: Path, steps: int):
     """A tiny trained model exported as the anchor (frozen, eval) and a trainable copy of it."""
     from odic.cli import main

@@ -277,6 +277,10 @@ def train(cfg: TrainConfig) -> Path:
     """Run (or resume) a training run; returns the run folder."""
     if cfg.encoder_only and not cfg.init and not (cfg.resume and (Path(cfg.out) / "last.pt").exists()):
         raise ValueError("encoder-only training needs a trained model to start from (--init WEIGHTS)")
+    if not cfg.resume and (Path(cfg.out) / "last.pt").exists():
+        # a fresh run would overwrite the folder's checkpoint at its first save: hours of training lost
+        raise ValueError(f"{cfg.out} already holds a training run (last.pt): pass --resume to continue it, "
+                         "or choose another --out")
     device = _setup_distributed()
     rank, world = _dist_info()
     if cfg.threads:
