@@ -10,10 +10,11 @@ cd "$(dirname "$0")/.."
 MODEL=$1; NAME=$2
 DATA=${ODIC_DATA:-../shared/data}
 ODIC=.venv/bin/odic
-R="refine=50:refine_shift=8:model=$MODEL"
+source scripts/protocol.sh
+R="$REFINE_MACHINE:model=$MODEL"
 # People: Kodak, whole images, settings close to every target for both codecs ("A denser grid").
 $ODIC bench --data kodak="$DATA/kodak" --threads 2 --quiet --no-plots --out "results/$NAME-kodak-dense" --codecs \
-  "odic:alpha=0:q=2/14/25/32/55/65/90:refine=20:model=$MODEL,odic:alpha=0:q=2/8/14/20/25/32/40/48/55/65/90:model=$MODEL,hevc-raw:q=3/8/11/14/17/20/23/26/30/34/38/48/58"
+  "odic:alpha=0:q=2/14/25/32/55/65/90:refine=20:model=$MODEL,odic:alpha=0:$KODAK_FAST_Q:model=$MODEL,$HEVC_DENSE"
 # The training observer, EfficientNet-Lite0, refined encoder with views, first 100 images.
 $ODIC bench --data imagenet="$DATA/imagenet-sample" --classifiers efficientnet_lite0 --limit 100 --threads 2 \
   --quiet --no-plots --out "results/$NAME-lite0" --codecs "odic:alpha=1:q=2/25/55:$R,odic:alpha=1:q=2/25/55:model=$MODEL,hevc-raw"

@@ -12,16 +12,17 @@ cd "$(dirname "$0")/.."
 CKPT=$1; NAME=$2; shift 2
 DATA=${ODIC_DATA:-../shared/data}
 ODIC=.venv/bin/odic
+source scripts/protocol.sh
 OUT=results/gate-$NAME
 mkdir -p "$OUT"
 [ -f "$OUT/$NAME.pt" ] || $ODIC export "$CKPT" -o "$OUT/$NAME.pt" --model-id "odic-$NAME"
 KODAK="" REFINE=""
 for M in "$OUT/$NAME.pt" "$@"; do
-  KODAK+="odic:alpha=0:q=2/8/14/20/25/32/40/48/55/65/90:model=$M,"
-  REFINE+="odic:alpha=1:q=2/25/55:refine=50:refine_shift=8:model=$M,"
+  KODAK+="odic:alpha=0:$KODAK_FAST_Q:model=$M,"
+  REFINE+="odic:alpha=1:q=2/25/55:$REFINE_MACHINE:model=$M,"
 done
 $ODIC bench --data kodak="$DATA/kodak" --threads 2 --quiet --no-plots --out "$OUT/kodak" \
-  --codecs "${KODAK}hevc-raw:q=3/8/11/14/17/20/23/26/30/34/38/48/58"
+  --codecs "$KODAK$HEVC_DENSE"
 .venv/bin/python scripts/results_tables.py "$OUT/kodak/summary.json"
 $ODIC bench --data imagenet="$DATA/imagenet-sample" --classifiers efficientnet_lite0 --limit 40 --threads 2 \
   --quiet --no-plots --out "$OUT/refine" --codecs "${REFINE}hevc-raw"

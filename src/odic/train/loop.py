@@ -275,9 +275,11 @@ def _validation_batch(images: list[torch.Tensor], limit: int = 16) -> torch.Tens
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) a training run; returns the run folder."""
-    if cfg.encoder_only and not cfg.init and not (cfg.resume and (Path(cfg.out) / "last.pt").exists()):
+    out = Path(cfg.out)
+    ckpt_path = out / "last.pt"
+    if cfg.encoder_only and not cfg.init and not (cfg.resume and ckpt_path.exists()):
         raise ValueError("encoder-only training needs a trained model to start from (--init WEIGHTS)")
-    if not cfg.resume and (Path(cfg.out) / "last.pt").exists():
+    if not cfg.resume and ckpt_path.exists():
         # a fresh run would overwrite the folder's checkpoint at its first save: hours of training lost
         raise ValueError(f"{cfg.out} already holds a training run (last.pt): pass --resume to continue it, "
                          "or choose another --out")
@@ -285,8 +287,6 @@ def train(cfg: TrainConfig) -> Path:
     rank, world = _dist_info()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    ckpt_path = out / "last.pt"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 
