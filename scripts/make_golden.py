@@ -5,7 +5,9 @@ Run after shipping new weights (the vectors name the model id they need):
     .venv/bin/python scripts/make_golden.py --model odic-people   # another shipped model: tests/golden/models/<name>/
 When the new model lists the previous one in its ``decodes`` (same decoder, encoder-only
 training), the previous vectors move to tests/golden/earlier/<model id>/ and stay tested: the
-new model must decode them to the same latents and pixels.
+new model must decode them to the same latents and pixels. When the previous default ships on
+as a model named by its id (src/odic/weights/<model id>.pt), they move to
+tests/golden/models/<model id>/ and stay tested against it.
 Each vector: a small .odic stream, and in manifest.json its header, the SHA-256 of its
 entropy-decoded latents (identical on every machine) and of its decoded pixels (this machine), plus
 a decoded PNG to check other machines against within one level.
@@ -75,8 +77,12 @@ def write_vectors(codec: odic.Codec, out: Path, keep_earlier: bool) -> None:
     if keep_earlier and manifest_path.exists():
         previous = json.loads(manifest_path.read_text())
         written_by = (previous["model_id"], bytes.fromhex(previous["weights_hash"]))
+        keep = None
         if written_by in codec.decodes:  # keep them: the new model must still decode them
             keep = out / "earlier" / previous["model_id"]
+        elif previous["model_id"] in odic.weights.installed_models():  # the old default ships on under its id
+            keep = out / "models" / previous["model_id"]
+        if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
             for old in out.glob("*.*"):
                 old.rename(keep / old.name)
