@@ -35,7 +35,7 @@ sys.path.insert(0, "src")
 from odic.train import TrainConfig, train  # noqa: E402
 
 drop = os.environ.get("ODIC_LR_DROP_STEP", "3000")
-train(TrainConfig(out="runs/v7", init="src/odic/weights/odic-base.pt", steps=200000,
+train(TrainConfig(out="runs/v7", init="src/odic/weights/odic-base-s29033.pt", steps=200000,
                   lr=float(os.environ.get("ODIC_LR", "5e-5")), lr_drop=0.3, crop=256, batch=6,
                   mse_weight=10.0, threads=2, progress=False, lambda_min=0.5, lambda_max=160.0,
                   lr_drop_step=int(drop) if drop else None,

@@ -20,7 +20,7 @@ sys.path.insert(0, "src")
 from odic.train import TrainConfig, train  # noqa: E402
 
 drop = os.environ.get("ODIC_LR_DROP_STEP", "2500")
-train(TrainConfig(out=os.environ.get("ODIC_RUN", "runs/enc2"), init="src/odic/weights/odic-base.pt",
+train(TrainConfig(out=os.environ.get("ODIC_RUN", "runs/enc2"), init="src/odic/weights/odic-base-s29033.pt",
                   steps=200000, lr=float(os.environ.get("ODIC_LR", "1e-4")), lr_drop=0.3, crop=256, batch=6,
                   mse_weight=10.0, threads=int(os.environ.get("ODIC_THREADS", "2")), progress=False,
                   lambda_min=0.5, lambda_max=160.0, lr_drop_step=int(drop) if drop else None,

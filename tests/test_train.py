@@ -359,6 +359,25 @@ def test_decoder_anchor_sees_only_the_decoding_side(tiny_data, tmp_path):
     assert torch.load(run / "last.pt", weights_only=False)["step"] == 2
 
 
+def test_resume_refuses_other_anchor_weights(tiny_data, tmp_path):
+    """A release that puts new weights under the anchor's path must not silently change a resumed run's loss."""
+    from odic.cli import main
+
+    _anchor, _student, weights = _anchor_and_student(tiny_data, tmp_path, 2)
+    run = train(_cfg(tiny_data, tmp_path / "r", 2, alpha=1.0, anchor=str(weights), anchor_mode="decoder"))
+    saved = torch.load(run / "last.pt", weights_only=False)["config"]
+    assert saved["anchor_weights_hash"] and saved["anchor"] == str(weights)
+    before = (run / "last.pt").read_bytes()
+    other = tmp_path / "other.pt"
+    assert main(["export", str(run / "last.pt"), "-o", str(other), "--model-id", "tiny-other"]) == 0
+    for anchor in (str(other), None):
+        with pytest.raises(ValueError, match="anchor weights"):
+            train(_cfg(tiny_data, run, 3, alpha=1.0, anchor=anchor, anchor_mode="decoder", resume=True))
+    assert (run / "last.pt").read_bytes() == before
+    resumed = train(_cfg(tiny_data, run, 3, alpha=1.0, anchor=str(weights), anchor_mode="decoder", resume=True))
+    assert torch.load(resumed / "last.pt", weights_only=False)["step"] == 3
+
+
 def test_anchor_keeps_machine_reconstructions_near_the_anchor(tiny_data, tmp_path):
     """Fine-tuning at alpha 1 with --anchor drifts less from the anchor's reconstructions than without."""
     from odic.cli import main

@@ -154,6 +154,27 @@ def load_anchor(path: str, device: torch.device) -> OdicModel:
     return anchor.to(device).eval().requires_grad_(False)
 
 
+def anchor_weights_hash(path: str) -> str:
+    """The anchor file's weights hash, recorded in the run's checkpoints."""
+    from ..weights import read_weights_file, state_dict_hash
+
+    return state_dict_hash(read_weights_file(path)["state_dict"]).hex()
+
+
+def check_same_anchor(ckpt_path: Path, anchor_hash: str | None) -> None:
+    """Refuse to resume a run with other anchor weights than it was trained with.
+
+    A run anchored to the bundled default (``src/odic/weights/odic-base.pt``) would otherwise be
+    pulled towards whatever model a release put under that path, without a word.
+    """
+    saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("config", {})
+    was = saved.get("anchor_weights_hash")
+    if was is not None and was != anchor_hash:
+        now = f"weights {anchor_hash}" if anchor_hash else "no anchor"
+        raise ValueError(f"{ckpt_path} was trained with anchor weights {was} ({saved.get('anchor')}), "
+                         f"--anchor gives {now}: pass the same anchor file to resume")
+
+
 def rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The generator states a forward pass draws its noise from (CPU, and the GPU's when on one)."""
     return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
@@ -283,6 +304,10 @@ def train(cfg: TrainConfig) -> Path:
         # a fresh run would overwrite the folder's checkpoint at its first save: hours of training lost
         raise ValueError(f"{cfg.out} already holds a training run (last.pt): pass --resume to continue it, "
                          "or choose another --out")
+    uses_anchor = bool(cfg.anchor) and cfg.anchor_weight > 0
+    anchor_hash = anchor_weights_hash(cfg.anchor) if uses_anchor else None
+    if cfg.resume and ckpt_path.exists():
+        check_same_anchor(ckpt_path, anchor_hash)
     device = _setup_distributed()
     rank, world = _dist_info()
     if cfg.threads:
@@ -321,7 +346,7 @@ def train(cfg: TrainConfig) -> Path:
         load_model_weights(model, cfg.init)
     for name, value in constants.items():  # a file may hold them rounded (old fp16 exports)
         model.get_buffer(name).copy_(value)
-    anchor = load_anchor(cfg.anchor, device) if cfg.anchor and cfg.anchor_weight > 0 else None
+    anchor = load_anchor(cfg.anchor, device) if uses_anchor else None
     ddp_model: nn.Module = model
     if world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
@@ -432,7 +457,8 @@ def train(cfg: TrainConfig) -> Path:
             stopping = stop is not None and stop.requested
             if time.time() - last_ckpt > cfg.ckpt_minutes * 60 or step == cfg.steps or stopping:
                 save_training_state(ckpt_path, model, optimizer, aux_optimizer, sampler,
-                                    cond_gen, step, asdict(cfg), rank, world, time.time() - t0)
+                                    cond_gen, step, {**asdict(cfg), "anchor_weights_hash": anchor_hash}, rank,
+                                    world, time.time() - t0)
                 last_ckpt = time.time()
     finally:
         if stop:
