@@ -86,11 +86,15 @@ def test_refinement_lowers_the_measured_rate_distortion_cost(codec, crop, alpha,
 
 
 def test_refine_latents_keeps_the_networks_guess_when_no_step_helps(codec, crop):
-    """With a step size of 0 nothing moves, and the analysis transform's latents come back."""
+    """With a step size of 0 nothing moves, and the analysis transform's latents come back.
+
+    Both ends of the cosine schedule are 0: with ``lr=0`` alone the schedule rises towards the
+    observer's default final step size after the first step.
+    """
     x = odic.imageio.to_tensor(np.array(crop))
     qcode = QUALITY_CODE_MAX // 3
     y0, z0 = codec.model.analyse(x, qcode, 0)
-    y, z = refine_latents(codec.model, x, qcode, 0, steps=2, lr=0.0)
+    y, z = refine_latents(codec.model, x, qcode, 0, steps=2, lr=0.0, final_lr=0.0)
     assert torch.equal(y, y0) and torch.equal(z, z0)
     assert all(p.requires_grad for p in codec.model.parameters())  # the model is left as it was
 
