@@ -376,6 +376,9 @@ def test_resume_refuses_other_anchor_weights(tiny_data, tmp_path):
     assert (run / "last.pt").read_bytes() == before
     resumed = train(_cfg(tiny_data, run, 3, alpha=1.0, anchor=str(weights), anchor_mode="decoder", resume=True))
     assert torch.load(resumed / "last.pt", weights_only=False)["step"] == 3
+    plain = train(_cfg(tiny_data, tmp_path / "plain", 1, alpha=1.0))  # no anchor: none may appear on resume
+    with pytest.raises(ValueError, match="no anchor weights"):
+        train(_cfg(tiny_data, plain, 2, alpha=1.0, anchor=str(weights), anchor_mode="decoder", resume=True))
 
 
 def test_anchor_keeps_machine_reconstructions_near_the_anchor(tiny_data, tmp_path):

@@ -40,7 +40,7 @@ DEFAULT_MODEL = "odic-base"
 # installed by hand may carry its own line as meta["summary"].
 MODEL_SUMMARIES = {
     "odic-base": "default: every observer; Kodak MS-SSIM BD-rate -1.1% against HEVC (refine 20); "
-                 "with --refine 50 meets the classifier targets (docs/results.md)",
+                 "with --refine 50 meets the EfficientNet-Lite0 targets (docs/results.md)",
     "odic-people": "for images people will look at: Kodak MS-SSIM BD-rate -3.4% against HEVC (refine 20); "
                    "fewer refined classifier answers at 0.125 bpp than odic-base",
     "odic-base-s29033": "the default until 2026-12-06, kept so that its files keep decoding; "

@@ -168,11 +168,14 @@ def check_same_anchor(ckpt_path: Path, anchor_hash: str | None) -> None:
     pulled towards whatever model a release put under that path, without a word.
     """
     saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("config", {})
-    was = saved.get("anchor_weights_hash")
-    if was is not None and was != anchor_hash:
+    if "anchor_weights_hash" not in saved:  # written before the hash was recorded: nothing to compare
+        return
+    was = saved["anchor_weights_hash"]
+    if was != anchor_hash:
+        before = f"anchor weights {was} ({saved.get('anchor')})" if was else "no anchor weights"
         now = f"weights {anchor_hash}" if anchor_hash else "no anchor"
-        raise ValueError(f"{ckpt_path} was trained with anchor weights {was} ({saved.get('anchor')}), "
-                         f"--anchor gives {now}: pass the same anchor file to resume")
+        raise ValueError(f"{ckpt_path} was trained with {before}, --anchor gives {now}: "
+                         "pass the same anchor file to resume")
 
 
 def rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
