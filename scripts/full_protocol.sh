@@ -8,8 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { echo "usage: scripts/full_protocol.sh MODEL NAME" >&2; exit 2; }
 MODEL=$1; NAME=$2
-DATA=${ODIC_DATA:-../shared/data}
-ODIC=.venv/bin/odic
 source scripts/protocol.sh
 R="$REFINE_MACHINE:model=$MODEL"
 # People: Kodak, whole images, settings close to every target for both codecs ("A denser grid").

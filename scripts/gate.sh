@@ -10,8 +10,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { echo "usage: scripts/gate.sh CHECKPOINT NAME [REFERENCE_MODEL ...]" >&2; exit 2; }
 CKPT=$1; NAME=$2; shift 2
-DATA=${ODIC_DATA:-../shared/data}
-ODIC=.venv/bin/odic
 source scripts/protocol.sh
 OUT=results/gate-$NAME
 mkdir -p "$OUT"

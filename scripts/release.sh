@@ -23,7 +23,7 @@ else
   # A new decoder: the old default ships on under its model id, so the files written with it keep
   # decoding (decoding finds an installed model by the stream's id; tests/golden/models/<id>/ keeps
   # its vectors, moved there by make_golden.py). Same blob as before, so the repository does not grow.
-  OLD_ID=$(.venv/bin/odic models --json | .venv/bin/python -c 'import json,sys; print([r["model_id"] for r in json.load(sys.stdin) if r["default"]][0])')
+  OLD_ID=$(.venv/bin/python -c 'from odic import weights; print(weights.read_weights_file(weights.resolve(weights.DEFAULT_MODEL))["model_id"])')
   [ -e "src/odic/weights/$OLD_ID.pt" ] || cp src/odic/weights/odic-base.pt "src/odic/weights/$OLD_ID.pt"
   echo "kept the previous default as src/odic/weights/$OLD_ID.pt (add a line for it to MODEL_SUMMARIES)"
 fi

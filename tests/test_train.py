@@ -291,7 +291,7 @@ def _anchor_and_student(data: Path, tmp_path: Path, steps: int):
     assert main(["export", str(train(_cfg(data, tmp_path / "a", steps)) / "last.pt"), "-o", str(weights),
                  "--model-id", "tiny-anchor"]) == 0
     student, _ = build_model(read_weights_file(weights))
-    return load_anchor(str(weights), torch.device("cpu")), student, weights
+    return load_anchor(str(weights), torch.device("cpu"))[0], student, weights
 
 
 def test_anchor_distortion_is_zero_for_the_anchor_itself_and_for_human_rows(tiny_data, tmp_path):
@@ -390,7 +390,7 @@ def test_anchor_keeps_machine_reconstructions_near_the_anchor(tiny_data, tmp_pat
     start = tmp_path / "start.pt"
     assert main(["export", str(train(_cfg(tiny_data, tmp_path / "a", 6)) / "last.pt"), "-o", str(start),
                  "--model-id", "tiny-start"]) == 0
-    anchor = load_anchor(str(start), torch.device("cpu"))
+    anchor, _ = load_anchor(str(start), torch.device("cpu"))
     x = torch.stack([torch.from_numpy(smooth_image(64, 64, seed=s)).permute(2, 0, 1) for s in (5, 6)]).float() / 255
     q, a = torch.full((2,), 0.5), torch.ones(2)
 

@@ -146,19 +146,13 @@ def sample_conditions(cfg: TrainConfig, n: int, g: torch.Generator,
     return q, a
 
 
-def load_anchor(path: str, device: torch.device) -> OdicModel:
-    """A frozen copy of a trained model, in eval mode (rounded latents: its target is deterministic)."""
+def load_anchor(path: str, device: torch.device) -> tuple[OdicModel, str]:
+    """A frozen copy of a trained model, in eval mode (rounded latents: its target is deterministic),
+    and its weights hash, which the run's checkpoints record."""
     from ..weights import build_model, read_weights_file
 
-    anchor, _ = build_model(read_weights_file(path))
-    return anchor.to(device).eval().requires_grad_(False)
-
-
-def anchor_weights_hash(path: str) -> str:
-    """The anchor file's weights hash, recorded in the run's checkpoints."""
-    from ..weights import read_weights_file, state_dict_hash
-
-    return state_dict_hash(read_weights_file(path)["state_dict"]).hex()
+    anchor, digest = build_model(read_weights_file(path))
+    return anchor.to(device).eval().requires_grad_(False), digest.hex()
 
 
 def check_same_anchor(ckpt_path: Path, anchor_hash: str | None) -> None:
@@ -307,8 +301,9 @@ def train(cfg: TrainConfig) -> Path:
         # a fresh run would overwrite the folder's checkpoint at its first save: hours of training lost
         raise ValueError(f"{cfg.out} already holds a training run (last.pt): pass --resume to continue it, "
                          "or choose another --out")
-    uses_anchor = bool(cfg.anchor) and cfg.anchor_weight > 0
-    anchor_hash = anchor_weights_hash(cfg.anchor) if uses_anchor else None
+    anchor, anchor_hash = None, None
+    if cfg.anchor and cfg.anchor_weight > 0:  # loaded on the CPU first: checked before anything else is loaded
+        anchor, anchor_hash = load_anchor(cfg.anchor, torch.device("cpu"))
     if cfg.resume and ckpt_path.exists():
         check_same_anchor(ckpt_path, anchor_hash)
     device = _setup_distributed()
@@ -349,7 +344,8 @@ def train(cfg: TrainConfig) -> Path:
         load_model_weights(model, cfg.init)
     for name, value in constants.items():  # a file may hold them rounded (old fp16 exports)
         model.get_buffer(name).copy_(value)
-    anchor = load_anchor(cfg.anchor, device) if uses_anchor else None
+    if anchor is not None:
+        anchor = anchor.to(device)
     ddp_model: nn.Module = model
     if world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
