@@ -86,7 +86,7 @@ def test_export_and_load(tiny_data, tmp_path):
     assert state["g_a.layers.0.weight"].dtype == torch.float16
 
 
-def test_export_refuses_id_whose_step_count_disagrees_with_meta(tiny_data, tmp_path):
+def test_export_refuses_id_whose_step_count_disagrees_with_meta(tiny_data, tmp_path, capsys):
     from odic.cli import main
 
     run = train(_cfg(tiny_data, tmp_path / "s", 1))
@@ -95,6 +95,13 @@ def test_export_refuses_id_whose_step_count_disagrees_with_meta(tiny_data, tmp_p
     assert main([*args, "tiny-s29033", "--meta", '{"steps": 30033}']) != 0
     assert not out.exists()  # refused before anything is written
     assert main([*args, "tiny-s30033", "--meta", '{"steps": 30033}']) == 0
+    # A missing output folder is named in one line (not a temporary file's name), nothing written.
+    capsys.readouterr()
+    missing = tmp_path / "no-such-folder" / "tiny.pt"
+    assert main(["export", str(run / "last.pt"), "-o", str(missing), "--model-id", "tiny"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no-such-folder" in err and "does not exist" in err and ".tmp" not in err
+    assert not missing.parent.exists()
 
 
 def test_export_relabels_a_weights_file_bit_identically(tiny_data, tmp_path):

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from .fileio import write_bytes_atomic
 from .model import ModelConfig, OdicModel
 
 WEIGHTS_FORMAT = "odic-weights"
@@ -161,12 +162,9 @@ def export_weights(model: OdicModel, path: str | Path, model_id: str, meta: dict
     }
     if same_decoder_as is not None:  # checked before anything is written
         payload["decodes"] = compatible_decodes(model, state, same_decoder_as)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     buf = io.BytesIO()
     torch.save(payload, buf)
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buf.getvalue(), force=True)  # the CLI refuses to overwrite without --force
     return state_dict_hash(state)
 
 
