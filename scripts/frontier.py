@@ -4,7 +4,9 @@
         --bpp 0.25 --classifier efficientnet_lite0 -o docs/results/frontier
 
 Each codec is a point (values interpolated at --bpp on log-bpp by odic bench); odic's observer
-settings (odic:alpha=...) are joined by a line in order of alpha. Missing values are left out.
+settings (odic:alpha=...) are joined by a line in order of alpha, one line per encoder (the fast
+one, and each refine=... setting benched). Missing values are left out. --human and --labelled may
+name the same dataset (MS-SSIM and top-1 on the same crops).
 """
 
 from __future__ import annotations
@@ -36,6 +38,22 @@ def collect(paths, human, labelled, bpp_key, clf):
     return points
 
 
+def odic_series(points: dict) -> dict[str, list]:
+    """odic's points grouped by their options other than alpha (and the weights file), in order of alpha.
+
+    The fast encoder's settings form the frontier; refined settings (``refine=...``) become their own
+    series, so one plot shows what the slower encoders buy at each end.
+    """
+    series: dict[str, list] = {}
+    for label, xy in points.items():
+        if not label.startswith("odic") or "alpha=" not in label or None in xy:
+            continue
+        alpha = float(re.search(r"alpha=([\d.]+)", label).group(1))
+        name = re.sub(r":(alpha|model)=[^:]*", "", label)
+        series.setdefault(name, []).append((alpha, xy))
+    return {name: sorted(pts) for name, pts in series.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("summaries", nargs="+")
@@ -47,10 +65,13 @@ def main() -> None:
     args = ap.parse_args()
     pts = collect(args.summaries, args.human, args.labelled, args.bpp, args.classifier)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    odic = sorted(((float(re.search(r"alpha=([\d.]+)", k).group(1)), v) for k, v in pts.items()
-                   if k.startswith("odic") and "alpha=" in k and None not in v))
-    if odic:
-        ax.plot([v[0] for _, v in odic], [v[1] for _, v in odic], "o-", color="C3", label="odic (one model)")
+    all_series = odic_series(pts)
+    for i, (name, odic) in enumerate(sorted(all_series.items())):
+        style = ("o-", "C3") if name == "odic" else ("D--", f"C{4 + i}")
+        label = name.replace("odic:", "odic, ").replace(":", ", ")
+        if name == "odic":
+            label = "odic (one model)" if len(all_series) == 1 else "odic, fast encoder"
+        ax.plot([v[0] for _, v in odic], [v[1] for _, v in odic], style[0], color=style[1], label=label)
         for a, v in odic:
             ax.annotate(f"α={a:g}", v, textcoords="offset points", xytext=(4, 4), fontsize=8)
     for k, v in sorted(pts.items()):

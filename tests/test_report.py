@@ -162,3 +162,23 @@ def test_class_names_and_pareto_front() -> None:
 def test_browser_helper_is_found_consistently() -> None:
     path = find_chromium()
     assert path is None or shutil.which(path)
+
+
+def test_frontier_script_draws_one_line_per_encoder() -> None:
+    """scripts/frontier.py: the fast encoder's observer settings form one line, each refine setting its own."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "frontier.py"
+    spec = importlib.util.spec_from_file_location("frontier_script", path)
+    frontier = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(frontier)
+    points = {
+        "odic:alpha=1": (0.92, 0.66), "odic:alpha=0": (0.94, 0.58), "odic:alpha=0.5": (0.93, 0.60),
+        "odic:alpha=1:model=run/a.pt:refine=50": (0.91, 0.83), "odic:alpha=0:refine=20": (0.945, None),
+        "hevc-raw": (0.944, 0.595), "_reference": (None, 0.84),
+    }
+    series = frontier.odic_series(points)
+    assert series == {
+        "odic": [(0.0, (0.94, 0.58)), (0.5, (0.93, 0.60)), (1.0, (0.92, 0.66))],
+        "odic:refine=50": [(1.0, (0.91, 0.83))],  # the weights file is not a series of its own
+    }  # a point with a missing axis is left out
