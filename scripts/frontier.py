@@ -20,6 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from odic.report import observer_series  # noqa: E402
+
 
 def collect(paths, human, labelled, bpp_key, clf):
     points = {}
@@ -49,8 +51,7 @@ def odic_series(points: dict) -> dict[str, list]:
         if not label.startswith("odic") or "alpha=" not in label or None in xy:
             continue
         alpha = float(re.search(r"alpha=([\d.]+)", label).group(1))
-        name = re.sub(r":(alpha|model)=[^:]*", "", label)
-        series.setdefault(name, []).append((alpha, xy))
+        series.setdefault(observer_series(label, ignore=("alpha", "model")), []).append((alpha, xy))
     return {name: sorted(pts) for name, pts in series.items()}
 
 

@@ -182,3 +182,30 @@ def test_frontier_script_draws_one_line_per_encoder() -> None:
         "odic": [(0.0, (0.94, 0.58)), (0.5, (0.93, 0.60)), (1.0, (0.92, 0.66))],
         "odic:refine=50": [(1.0, (0.91, 0.83))],  # the weights file is not a series of its own
     }  # a point with a missing axis is left out
+
+
+def test_tradeoff_plot_draws_one_line_per_encoder(monkeypatch) -> None:
+    """Fast and refined settings benched together: each is its own line in order of alpha, never one zig-zag."""
+    from odic import report
+
+    def at(h: float, m: float) -> dict:
+        return {"at_bpp": {"0.25": {"ms_ssim": h, "top1/efficientnet_lite0": m}}}
+
+    ds = {"labelled": True, "crops": {"efficientnet_lite0": 256}, "codecs": {
+        "odic:alpha=1": at(0.92, 0.66), "odic:alpha=0": at(0.94, 0.58),
+        "odic:alpha=0:refine=20": at(0.941, 0.59), "odic:alpha=1:refine=50": at(0.913, 0.83),
+        "hevc-raw": at(0.933, 0.595)}}
+    drawn = {}
+
+    def capture(fig) -> str:
+        for line in fig.axes[0].lines:
+            drawn[line.get_label()] = list(zip(line.get_xdata(), line.get_ydata(), strict=True))
+        return "data:"
+
+    monkeypatch.setattr(report, "_figure_uri", capture)
+    assert report.tradeoff_plot("imagenet", ds, {"at_bpp_targets": [0.25]}) == "data:"
+    assert drawn["odic, by observer α"] == [(0.94, 0.58), (0.92, 0.66)]
+    assert drawn["odic, refine=20, by observer α"] == [(0.941, 0.59)]
+    assert drawn["odic, refine=50, by observer α"] == [(0.913, 0.83)]
+    assert drawn["hevc-raw"] == [(0.933, 0.595)]
+    assert report.observer_series("odic:alpha=0.5:model=a.pt:refine=20") == "odic:model=a.pt:refine=20"

@@ -178,6 +178,17 @@ def _alpha_of(label: str, summary: dict[str, Any]) -> float | None:
     return 0.0
 
 
+def observer_series(label: str, ignore: tuple[str, ...] = ("alpha",)) -> str:
+    """The odic setting a label belongs to once its observer is set aside: one trade-off line each.
+
+    ``odic:alpha=1:refine=50`` and ``odic:alpha=0:refine=50`` share the series ``odic:refine=50``;
+    the fast encoder's settings are ``odic``. Joining points of different encoders or models in one
+    line would draw a trade-off no single setting makes. ``ignore`` names further options to set
+    aside (a script comparing the same weights under two file names sets aside ``model``).
+    """
+    return ":".join(p for p in label.split(":") if p.split("=", 1)[0] not in ignore)
+
+
 def _curves(codecs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return {label: [e for e in (entry.get("curve") or []) if isinstance(e, dict)]
             for label, entry in codecs.items() if isinstance(entry, dict)}
@@ -281,10 +292,13 @@ def tradeoff_plot(ds_name: str, ds: dict[str, Any], summary: dict[str, Any]) -> 
     fig, axes = plt.subplots(1, len(rates), figsize=(4.4 * len(rates), 4.0), squeeze=False)
     for ax, rate in zip(axes[0], rates, strict=True):
         pts = tradeoff_points(ds, summary, rate, clf)
-        odic = sorted((p for p in pts if p[3] is not None), key=lambda p: p[3] or 0.0)
-        if odic:
-            ax.plot([p[1] for p in odic], [p[2] for p in odic], "-o", color="C3", lw=2, ms=5,
-                    label="odic, by observer α")
+        series: dict[str, list[tuple[str, float, float, float | None]]] = {}
+        for p in sorted((p for p in pts if p[3] is not None), key=lambda p: p[3] or 0.0):
+            series.setdefault(observer_series(p[0]), []).append(p)
+        for j, (name, odic) in enumerate(sorted(series.items(), key=lambda s: (s[0] != "odic", s[0]))):
+            label = "odic, by observer α" if name == "odic" else f"{name.replace(':', ', ')}, by observer α"
+            ax.plot([p[1] for p in odic], [p[2] for p in odic], "-o" if j == 0 else "--D",
+                    color="C3" if j == 0 else f"C{(5 + j) % 10}", lw=2 if j == 0 else 1.2, ms=5, label=label)
             for p in odic:
                 ax.annotate(f"α={p[3]:g}", (p[1], p[2]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         for i, p in enumerate(q for q in pts if q[3] is None):
