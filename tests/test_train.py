@@ -30,7 +30,8 @@ def tiny_data(tmp_path_factory) -> Path:
 
 def _cfg(data: Path, out: Path, steps: int, **kw) -> TrainConfig:
     base = dict(data=[str(data)], val_count=2, out=str(out), steps=steps, crop=64, batch=4, N=16, M=24,
-                lr=1e-3, alpha=0.0, val_every=0, log_every=5, threads=1, progress=False, ckpt_minutes=60)
+                lr=1e-3, alpha=0.0, val_every=0, log_every=5, threads=1, progress=False, ckpt_minutes=60,
+                precision="fp32")  # "auto" times both on this machine: a test must not depend on the timing
     base.update(kw)
     return TrainConfig(**base)
 
@@ -411,3 +412,71 @@ def test_anchor_keeps_machine_reconstructions_near_the_anchor(tiny_data, tmp_pat
     assert drift[1e4] < 0.5 * drift[0.0], drift
 
     assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "bad"), "--anchor-weight", "-1"]) == 2
+
+
+def test_bf16_training_learns_and_keeps_fp32_weights(tiny_data, tmp_path):
+    run = train(_cfg(tiny_data, tmp_path / "bf16", 40, precision="bf16"))
+    losses = _losses(run)
+    assert sum(losses[-2:]) / 2 < 0.8 * sum(losses[:2]) / 2, losses
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert state["config"]["precision_used"] == "bf16"
+    assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())
+
+
+def test_bf16_autocast_leaves_the_entropy_models_in_fp32():
+    from odic.model import ModelConfig, OdicModel
+
+    model = OdicModel(ModelConfig(N=16, M=24)).train()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, torch.tensor([0.2, 0.8]), torch.tensor([0.0, 1.0]))
+        inner = model.g_a(x, model.embed(torch.tensor([0.2]), torch.tensor([0.0])))
+    assert inner.dtype == torch.bfloat16  # the transforms do run in bf16 under the autocast
+    assert out["x_hat"].dtype == torch.float32
+    assert {k: v.dtype for k, v in out["likelihoods"].items()} == {"y": torch.float32, "z": torch.float32}
+
+
+def test_auto_precision_resumes_with_what_it_measured(tiny_data, tmp_path, monkeypatch):
+    import odic.train.loop as loop
+
+    monkeypatch.setattr(loop, "resolve_precision", lambda name, model, x: "bf16" if name == "auto" else name)
+    train(_cfg(tiny_data, tmp_path / "auto", 5, precision="auto"))
+    asked = []
+    monkeypatch.setattr(loop, "resolve_precision", lambda name, model, x: asked.append(name) or "fp32")
+    run = train(_cfg(tiny_data, tmp_path / "auto", 10, precision="auto", resume=True))
+    assert asked == ["bf16"]  # the checkpoint's choice, not a new measurement
+    assert torch.load(run / "last.pt", weights_only=False)["config"]["precision_used"] == "fp32"
+
+
+def test_auto_precision_picks_the_faster_measurement(monkeypatch):
+    from odic.train import precision
+
+    x = torch.rand(1, 3, 64, 64)
+    monkeypatch.setattr(precision, "probe_seconds", lambda model, x, bf16: 1.0 if bf16 else 2.0)
+    assert precision.resolve_precision("auto", None, x) == "bf16"
+    monkeypatch.setattr(precision, "probe_seconds", lambda model, x, bf16: 1.0 if bf16 else 1.1)
+    assert precision.resolve_precision("auto", None, x) == "fp32"  # under the margin: not worth the rounding
+    with pytest.raises(ValueError, match="precision must be one of"):
+        precision.resolve_precision("fp16", None, x)
+
+
+def test_probe_leaves_the_model_and_the_random_state_alone():
+    from odic.model import ModelConfig, OdicModel
+    from odic.train.precision import probe_seconds
+
+    model = OdicModel(ModelConfig(N=16, M=24))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(2, 3, 64, 64)
+    rng = torch.get_rng_state()
+    assert probe_seconds(model, x, bf16=True, reps=1) > 0
+    assert torch.equal(rng, torch.get_rng_state())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_train_cli_refuses_an_unknown_precision(tiny_data, tmp_path, capsys):
+    from odic.cli import main
+
+    assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "p"), "--precision", "fp8"]) == 2
+    assert "--precision must be one of auto, bf16, fp32" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()

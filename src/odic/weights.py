@@ -220,8 +220,3 @@ def build_model(payload: dict) -> tuple[OdicModel, bytes]:
         model.update(force=True)
     return model.eval(), digest
 
-
-def load_model_weights(model: OdicModel, path: str | Path) -> None:
-    """Copy weights from a file into an existing model (training ``--init``)."""
-    payload = read_weights_file(path)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})

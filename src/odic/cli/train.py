@@ -49,6 +49,12 @@ def register(sub) -> None:
     t.add_argument("--M", type=int, default=160, help="channels of the latent")
     t.add_argument("--lambda-range", type=float, nargs=2, default=(0.5, 160.0), metavar=("MIN", "MAX"),
                    help="rate-distortion weight at quality 0 and 100 (geometric in between)")
+    t.add_argument("--levels", type=int, default=6,
+                   help="gain anchors over the rate range; an --init model with a narrower --lambda-range is "
+                        "re-expressed exactly where the anchors line up (docs/training.md)")
+    t.add_argument("--precision", default="auto", metavar="auto|bf16|fp32",
+                   help="bf16: transforms and classifier under bf16 autocast, channels_last (entropy models "
+                        "and losses in fp32); auto: bf16 where a start-up probe finds it faster")
     t.add_argument("--human-steps", type=int, default=0,
                    help="first steps on the human observer only (a colour/structure warm-up)")
     t.add_argument("--lr-drop-step", type=int, default=None, help="step from which the lr is multiplied by 0.1")
@@ -83,6 +89,7 @@ def register(sub) -> None:
 def run_train(args) -> int:
     from ..losses import DEFAULT_MACHINE_SCALE
     from ..train import TrainConfig, train
+    from ..train.precision import PRECISIONS
 
     if args.quality is not None and not 0 <= args.quality <= 100:
         raise UsageError("--quality must be in [0, 100]")
@@ -90,6 +97,10 @@ def run_train(args) -> int:
         raise UsageError("--lambda-range needs 0 < MIN <= MAX")
     if args.encoder_only and not (args.init or args.resume):
         raise UsageError("--encoder-only needs --init WEIGHTS (the model whose decoder is kept)")
+    if args.precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
+    if args.levels < 2:
+        raise UsageError("--levels must be at least 2")
     if args.anchor_weight < 0:
         raise UsageError("--anchor-weight must be >= 0")
     cfg = TrainConfig(
@@ -100,7 +111,8 @@ def run_train(args) -> int:
         quality=None if args.quality is None else args.quality / 100.0, steps=args.steps, crop=args.crop,
         batch=args.batch, lr=args.lr, seed=args.seed, ckpt_minutes=args.ckpt_minutes, val_every=args.val_every,
         threads=args.threads, resume=args.resume, init=args.init, N=args.N, M=args.M,
-        lambda_min=args.lambda_range[0], lambda_max=args.lambda_range[1], human_steps=args.human_steps,
+        lambda_min=args.lambda_range[0], lambda_max=args.lambda_range[1], levels=args.levels,
+        precision=args.precision, human_steps=args.human_steps,
         lr_drop_step=args.lr_drop_step, encoder_only=args.encoder_only,
         anchor=args.anchor, anchor_weight=args.anchor_weight, anchor_mode=args.anchor_mode,
         progress=not args.no_progress and sys.stderr.isatty(),

@@ -162,12 +162,16 @@ class OdicModel(CompressionModel):
         """Training/evaluation pass with noise (or STE) quantisation; returns x_hat and likelihoods."""
         cond = self.embed(q, alpha)
         y_s, z_s = self.gained_latents(x, q, alpha, cond)
-        z_hat_s, z_likelihoods = self.entropy_bottleneck(z_s)
-        scales, means = self.h_s(z_hat_s * self.inv_hyper_gain(q, alpha))
-        _, y_likelihoods = self.gaussian_conditional(y_s, scales, means=means)
-        # Straight-through rounding for the decoder input (better than noise; Minnen & Singh 2020).
-        y_hat_s = round_ste(y_s, means)
-        x_hat = self.g_s(y_hat_s * self.inv_gain(q, alpha), cond)
+        # Under a training autocast (odic.train.precision) only the transforms run in bf16: the
+        # entropy models and the likelihoods stay in fp32, as the coder's tables are.
+        with torch.autocast(x.device.type, enabled=False):
+            y_s, z_s = y_s.float(), z_s.float()
+            z_hat_s, z_likelihoods = self.entropy_bottleneck(z_s)
+            scales, means = self.h_s(z_hat_s * self.inv_hyper_gain(q, alpha))
+            _, y_likelihoods = self.gaussian_conditional(y_s, scales, means=means)
+            # Straight-through rounding for the decoder input (better than noise; Minnen & Singh 2020).
+            y_hat_s = round_ste(y_s, means)
+        x_hat = self.g_s(y_hat_s * self.inv_gain(q, alpha), cond).float()
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     # ------------------------------------------------------------------ exact coding path

@@ -30,6 +30,8 @@ from ..model import ModelConfig, OdicModel, lmbda_for
 from ..observers import create_observer
 from .checkpoint import load_training_state, save_training_state
 from .data import CropSampler, list_images, load_images
+from .precision import AutocastObserver, Precision, resolve_precision
+from .rate_range import widen_state
 
 
 @dataclass
@@ -63,6 +65,8 @@ class TrainConfig:
     M: int = 160
     lambda_min: float = 0.5  # rate-distortion weight at quality 0: reaches ~0.1 bpp
     lambda_max: float = 160.0  # ... at quality 100
+    levels: int = 6  # gain anchors over the rate range (an --init model with fewer is re-sampled)
+    precision: str = "auto"  # "bf16": transforms and classifier under bf16 autocast; "auto" measures
     human_steps: int = 0  # the first steps train the human observer only (alpha = 0, no classifier)
     lr_drop_step: int | None = None  # from this step on the learning rate is lr * lr_drop
     lr_drop: float = 0.1
@@ -229,6 +233,18 @@ def decoder_anchor_distortion(model: OdicModel, anchor: OdicModel, x: torch.Tens
     return out.index_put((rows,), (decoded - target).pow(2).flatten(1).mean(1))  # both unclamped: 0 for a copy
 
 
+def init_model_weights(model: OdicModel, path: str) -> None:
+    """Copy weights from a file into ``model`` (``--init``); a narrower rate range is widened exactly."""
+    from ..weights import read_weights_file
+
+    payload = read_weights_file(path)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    old = ModelConfig(**payload["config"])
+    if old != model.config:
+        state = widen_state(state, old, model.config)
+    model.load_state_dict(state)
+
+
 def _constant_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
     """The fixed bounds and pedestals of CompressAI's layers (not learned: set at construction)."""
     return {k: v.clone() for k, v in model.named_buffers() if k.endswith(("pedestal", ".bound"))}
@@ -251,7 +267,7 @@ def _freeze_decoder(model: OdicModel) -> list[nn.Parameter]:
 
 @torch.no_grad()
 def validate(model: OdicModel, observer, images: torch.Tensor, points) -> list[dict]:
-    """bpp (estimated), MS-SSIM and top-1 agreement with the uncompressed prediction per point."""
+    """bpp (estimated), MS-SSIM, PSNR and top-1 agreement with the uncompressed prediction per point."""
     from ..losses import human_distortion
 
     model.eval()
@@ -264,10 +280,11 @@ def validate(model: OdicModel, observer, images: torch.Tensor, points) -> list[d
         bpp = rate_bpp(out["likelihoods"], images.shape[-2] * images.shape[-1]).mean().item()
         x_hat = out["x_hat"].clamp(0, 1)
         msssim = 1 - human_distortion(images, x_hat).mean().item()
+        psnr = (-10 * torch.log10((x_hat - images).pow(2).flatten(1).mean(1))).mean().item()
         agree = None
         if observer is not None:
             agree = (observer(x_hat).argmax(1) == ref_top1).float().mean().item()
-        rows.append({"q": q, "alpha": a, "bpp": bpp, "msssim": msssim, "top1_agree": agree})
+        rows.append({"q": q, "alpha": a, "bpp": bpp, "msssim": msssim, "psnr": psnr, "top1_agree": agree})
     model.train()
     return rows
 
@@ -324,11 +341,8 @@ def train(cfg: TrainConfig) -> Path:
     val_imgs = _validation_batch(load_images(val_files))
 
     torch.manual_seed(cfg.seed)
-    model = OdicModel(ModelConfig(N=cfg.N, M=cfg.M, lambda_min=cfg.lambda_min,
+    model = OdicModel(ModelConfig(N=cfg.N, M=cfg.M, levels=cfg.levels, lambda_min=cfg.lambda_min,
                                    lambda_max=cfg.lambda_max)).to(device)
-    observer = None
-    if cfg.alpha != 0.0:
-        observer = create_observer(cfg.observer, device)
     trained = _freeze_decoder(model) if cfg.encoder_only else _main_parameters(model)
     optimizer = torch.optim.Adam(trained, lr=cfg.lr)
     aux_optimizer = torch.optim.Adam(_aux_parameters(model), lr=cfg.aux_lr)
@@ -339,13 +353,27 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.resume and ckpt_path.exists():
         step, elapsed = load_training_state(ckpt_path, model, optimizer, aux_optimizer, sampler, cond_gen, rank)
     elif cfg.init:
-        from ..weights import load_model_weights
-
-        load_model_weights(model, cfg.init)
+        init_model_weights(model, cfg.init)
     for name, value in constants.items():  # a file may hold them rounded (old fp16 exports)
         model.get_buffer(name).copy_(value)
     if anchor is not None:
         anchor = anchor.to(device)
+    probe_batch = torch.rand(cfg.batch, 3, cfg.crop, cfg.crop, generator=torch.Generator().manual_seed(0))
+    asked = cfg.precision
+    if asked == "auto" and cfg.resume and ckpt_path.exists():  # a resumed run keeps what it measured
+        asked = torch.load(ckpt_path, map_location="cpu", weights_only=False)["config"].get("precision_used", "auto")
+    chosen = resolve_precision(asked, model, probe_batch.to(device))
+    if world > 1:  # every rank runs what rank 0 measured
+        flag = torch.tensor([chosen == "bf16"], dtype=torch.int32, device=device)
+        dist.broadcast(flag, 0)
+        chosen = "bf16" if bool(flag.item()) else "fp32"
+    precision = Precision(chosen, device)
+    if rank == 0:
+        print(f"precision: {precision.name} (asked: {cfg.precision})", flush=True)
+    precision.prepare(model)
+    observer = None
+    if cfg.alpha != 0.0:
+        observer = AutocastObserver(create_observer(cfg.observer, device), precision)
     ddp_model: nn.Module = model
     if world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
@@ -361,7 +389,7 @@ def train(cfg: TrainConfig) -> Path:
             csv.writer(f).writerow(log_fields)
 
     writer = _tensorboard_writer(out) if rank == 0 else None
-    val_points = [(0.2, 0.0), (0.6, 0.0), (0.2, 1.0), (0.6, 1.0)]
+    val_points = [(0.2, 0.0), (0.6, 0.0), (1.0, 0.0), (0.2, 1.0), (0.6, 1.0)]
     last_ckpt = time.time()
     t0 = time.time() - elapsed  # the log's time column is training wall time across resumes
     acc: dict[str, float] = {}
@@ -380,14 +408,15 @@ def train(cfg: TrainConfig) -> Path:
     stop = _StopRequest() if rank == 0 and world == 1 else None
     try:
         while step < cfg.steps and not (stop and stop.requested):
-            x = sampler.batch(cfg.batch).to(device)
+            x = precision.batch(sampler.batch(cfg.batch).to(device))
             q, a = sample_conditions(cfg, x.shape[0], cond_gen, step)
             lr = cfg.lr_at(step)  # set every step: --lr or the schedule given on resume wins over the saved one
             for group in optimizer.param_groups:
                 group["lr"] = lr
             q, a = q.to(device), a.to(device)
             noise_state = rng_state(device) if anchor is not None and cfg.anchor_mode == "output" else None
-            result = ddp_model(x, q, a)
+            with precision.autocast():  # the model keeps its entropy part in fp32
+                result = ddp_model(x, q, a)
             d = observer_distortion(
                 x, result["x_hat"], a, observer, cfg.machine_scale, cfg.mse_weight,
                 cfg.layers, cfg.kl_weight,
@@ -450,13 +479,14 @@ def train(cfg: TrainConfig) -> Path:
                         w.writerow({"step": step, **r})
                         if writer:
                             tag = f"val/q{r['q']:g}_a{r['alpha']:g}"
-                            for k in ("bpp", "msssim", "top1_agree"):
+                            for k in ("bpp", "msssim", "psnr", "top1_agree"):
                                 if r[k] is not None:
                                     writer.add_scalar(f"{tag}/{k}", r[k], step)
             stopping = stop is not None and stop.requested
             if time.time() - last_ckpt > cfg.ckpt_minutes * 60 or step == cfg.steps or stopping:
                 save_training_state(ckpt_path, model, optimizer, aux_optimizer, sampler,
-                                    cond_gen, step, {**asdict(cfg), "anchor_weights_hash": anchor_hash}, rank,
+                                    cond_gen, step, {**asdict(cfg), "anchor_weights_hash": anchor_hash,
+                                                     "precision_used": precision.name}, rank,
                                     world, time.time() - t0)
                 last_ckpt = time.time()
     finally:
