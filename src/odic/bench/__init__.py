@@ -6,9 +6,10 @@
 See docs/bench.md for the protocol and the summary.json schema.
 """
 
+from .config import AT_BPP, DEFAULT_CODECS, BenchConfig, BenchError
 from .datasets import Dataset, DatasetError, Item, load_dataset, skimage_photos
 from .metrics import bd_rate, interp_at_bpp, msssim, psnr
-from .runner import AT_BPP, DEFAULT_CODECS, BenchConfig, BenchError, codec_label, run_bench
+from .runner import codec_label, run_bench
 
 __all__ = [
     "AT_BPP", "DEFAULT_CODECS", "BenchConfig", "BenchError", "Dataset", "DatasetError", "Item",

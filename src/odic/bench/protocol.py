@@ -18,6 +18,8 @@ from PIL import Image
 
 from odic.codecs import Codec
 
+from .datasets import Dataset
+
 RESAMPLE = Image.BILINEAR
 
 
@@ -56,6 +58,16 @@ def classify_top5(observer: torch.nn.Module, images: Sequence[Image.Image], inpu
         x = to_tensor([centre_crop(im, input_size) for im in images[i : i + batch]]).to(device)
         out += observer(x).topk(5, dim=1).indices.tolist()
     return out
+
+
+def crop_groups(ds: Dataset, observers: dict[str, torch.nn.Module]) -> dict[int | None, list[str]]:
+    """Classifiers grouped by the crop they need; ``{None: []}`` for human-only datasets."""
+    if not (ds.classify and observers):
+        return {None: []}
+    groups: dict[int | None, list[str]] = {}
+    for name, obs in observers.items():
+        groups.setdefault(obs.spec.crop_size, []).append(name)
+    return dict(sorted(groups.items()))
 
 
 def _proc_status(field: str) -> int | None:

@@ -1,21 +1,17 @@
 """The sweep: every image x codec x setting (x classifier crop size), resumable and shardable.
 
-Resume: each finished (image, codec, crop) batch of rows is appended to
-``OUT/cache/rows-r<rank>.jsonl`` and classifier outputs on the originals to
-``OUT/cache/refs-r<rank>.jsonl``; a rerun skips whatever is there. Sharding: under ``torchrun``
-(``RANK``/``WORLD_SIZE`` set) rank r takes images r, r + W, ...; after a gloo barrier rank 0
-reads every rank's cache and writes results.csv, summary.json and the plots.
+Resume: each finished (image, codec, crop) batch goes to the cache (cache.py); a rerun skips
+whatever is there. Sharding: under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) rank r takes images
+r, r + W, ...; after a gloo barrier rank 0 reads every rank's cache and writes results.csv,
+summary.json and the plots (summary.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,37 +20,12 @@ from PIL import Image
 
 from odic.codecs import Codec, CodecUnavailable, codec_from_spec, parse_codec_spec
 
+from .cache import Cache, codec_fingerprint, ref_key, row_key
+from .config import BenchConfig, BenchError
 from .datasets import Dataset, Item
 from .metrics import msssim, psnr
-from .protocol import classify_top5, measure, reference_crop
-
-AT_BPP = (0.125, 0.25, 0.5, 1.0)
-REFERENCE_CODEC = "hevc-raw"
-DEFAULT_CODECS = ("jpeg", "jpeg:chroma=444", "webp", "jpeg2000", "hevc", "hevc:chroma=420", "hevc-raw",
-                  "avif", "jxl", "bpg")
-
-
-class BenchError(ValueError):
-    """Bad benchmark input (unknown codec or classifier, unreadable data); one-line message."""
-
-
-@dataclass
-class BenchConfig:
-    """What to measure and where to write it."""
-
-    datasets: list[Dataset]
-    codecs: list[str]
-    out: Path
-    classifiers: list[str] = field(default_factory=list)
-    limit: int | None = None
-    threads: int = 1
-    device: str = "cpu"
-    at_bpp: tuple[float, ...] = AT_BPP
-    add_reference: bool = True
-    plots: bool = True
-    progress: bool = True
-    seed: int = 0
-    command: str = ""
+from .protocol import classify_top5, crop_groups, measure, reference_crop
+from .summary import REFERENCE_CODEC, write_outputs
 
 
 def codec_label(spec: str) -> str:
@@ -128,75 +99,6 @@ def _barrier(world: int) -> None:
         import torch.distributed as dist
 
         dist.barrier()
-
-
-class Cache:
-    """Append-only JSON-lines files per rank; reading merges every rank's files."""
-
-    def __init__(self, folder: Path, rank: int) -> None:
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self.rank = rank
-        self.rows: dict[str, dict[str, Any]] = {}
-        self.refs: dict[str, dict[str, Any]] = {}
-        self.reload()
-
-    def reload(self) -> None:
-        for kind, store in (("rows", self.rows), ("refs", self.refs)):
-            for path in sorted(self.folder.glob(f"{kind}-r*.jsonl")):
-                with open(path) as fh:
-                    for line in fh:
-                        try:
-                            rec = json.loads(line)
-                        except json.JSONDecodeError:
-                            continue  # a line cut short by an interrupted run
-                        store[rec["key"]] = rec
-
-    def row(self, key: str, fingerprint: str) -> dict[str, Any] | None:
-        """A cached row, unless it was made by a different encoder version, options or model."""
-        rec = self.rows.get(key)
-        if rec is None or rec.get("codec_id", fingerprint) != fingerprint:
-            return None
-        return rec
-
-    def add(self, kind: str, records: list[dict[str, Any]]) -> None:
-        store = self.rows if kind == "rows" else self.refs
-        with open(self.folder / f"{kind}-r{self.rank}.jsonl", "a") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec) + "\n")
-                store[rec["key"]] = rec
-
-
-def codec_fingerprint(codec: Codec) -> str:
-    """Short hash of what makes a codec's output (name, encoder version, options, odic model id).
-
-    Stored with each cached row, so a new encoder or a retrained odic model is measured afresh
-    instead of being mixed with stale rows under the same label.
-    """
-    cached = getattr(codec, "_bench_fingerprint", None)
-    if cached is None:
-        info = {"name": codec.name, "version": codec.version(), "options": codec.options()}
-        cached = hashlib.sha1(json.dumps(info, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        codec._bench_fingerprint = cached  # type: ignore[attr-defined]
-    return cached
-
-
-def row_key(ds: str, image: str, label: str, setting: float, crop: int | None) -> str:
-    return f"{ds}|{image}|{label}|{setting:g}|{crop or 'full'}"
-
-
-def ref_key(ds: str, image: str, clf: str, crop: int) -> str:
-    return f"{ds}|{image}|{clf}|{crop}"
-
-
-def crop_groups(ds: Dataset, observers: dict[str, torch.nn.Module]) -> dict[int | None, list[str]]:
-    """Classifiers grouped by the crop they need; ``{None: []}`` for human-only datasets."""
-    if not (ds.classify and observers):
-        return {None: []}
-    groups: dict[int | None, list[str]] = {}
-    for name, obs in observers.items():
-        groups.setdefault(obs.spec.crop_size, []).append(name)
-    return dict(sorted(groups.items()))
 
 
 def _progress(enabled: bool):  # noqa: ANN202 - rich Progress or a stand-in
@@ -274,8 +176,6 @@ def _sweep_image(ds: Dataset, item: Item, crop: int | None, clfs: list[str], cod
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any] | None:
     """Run (or resume) the benchmark; rank 0 returns the summary, other ranks None."""
-    from .summary import write_outputs
-
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
     if not cfg.datasets:

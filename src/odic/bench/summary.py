@@ -13,16 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .cache import Cache, codec_fingerprint, ref_key, row_key
+from .config import BenchConfig
 from .metrics import bd_rate, interp_at_bpp, msssim_db
+from .protocol import crop_groups
 
 if TYPE_CHECKING:
     import torch
 
     from odic.codecs import Codec
 
-    from .runner import BenchConfig, Cache
-
 SCHEMA = "odic-bench/1"
+#: The codec every BD-rate is measured against; the sweep always adds it (docs/bench.md).
+REFERENCE_CODEC = "hevc-raw"
 BASE_COLUMNS = ["dataset", "image", "codec", "codec_name", "setting", "crop", "width", "height", "bytes",
                 "header_bytes", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s", "peak_mem_mb", "label"]
 HUMAN_METRICS = ["bytes", "header_bytes", "psnr", "ms_ssim", "encode_s", "decode_s", "peak_mem_mb"]
@@ -82,8 +85,6 @@ def _at_bpp(curve: list[dict[str, Any]], targets: tuple[float, ...]) -> dict[str
 def summarise(cfg: BenchConfig, codecs: dict[str, Codec], skipped: dict[str, str],
               observers: dict[str, torch.nn.Module], cache: Cache, world: int) -> tuple[dict[str, Any], list]:
     """Build summary.json's dict and the list of result rows of this configuration."""
-    from .runner import REFERENCE_CODEC, codec_fingerprint, crop_groups, ref_key, row_key
-
     all_rows: list[dict[str, Any]] = []
     datasets: dict[str, Any] = {}
     for ds in cfg.datasets:
