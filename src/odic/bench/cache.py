@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from odic.codecs import Codec
+from odic.codecs import BenchCodec
 
 
 class Cache:
@@ -55,7 +55,7 @@ class Cache:
                 store[rec["key"]] = rec
 
 
-def codec_fingerprint(codec: Codec) -> str:
+def codec_fingerprint(codec: BenchCodec) -> str:
     """Short hash of what makes a codec's output (name, encoder version, options, odic model id).
 
     Stored with each cached row, so a new encoder or a retrained odic model is measured afresh

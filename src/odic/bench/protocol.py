@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from odic.codecs import Codec
+from odic.codecs import BenchCodec
 
 from .datasets import Dataset
 
@@ -102,7 +102,7 @@ class Measurement:
     peak_mem_mb: float | None
 
 
-def measure(codec: Codec, image: Image.Image, setting: float) -> Measurement:
+def measure(codec: BenchCodec, image: Image.Image, setting: float) -> Measurement:
     """Encode and decode once, timing each; peak memory is the rise of the process's peak RSS."""
     can_peak = _reset_peak()
     rss0 = _proc_status("VmRSS")

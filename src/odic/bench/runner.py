@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from odic.codecs import Codec, CodecUnavailable, codec_from_spec, parse_codec_spec
+from odic.codecs import BenchCodec, CodecUnavailable, codec_from_spec, parse_codec_spec
 
 from .cache import Cache, codec_fingerprint, ref_key, row_key
 from .config import BenchConfig, BenchError
@@ -45,9 +45,9 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def build_codecs(specs: Iterable[str], add_reference: bool = True) -> tuple[dict[str, Codec], dict[str, str]]:
+def build_codecs(specs: Iterable[str], add_reference: bool = True) -> tuple[dict[str, BenchCodec], dict[str, str]]:
     """Create the codecs; unavailable ones are skipped with their reason, bad specs raise BenchError."""
-    codecs: dict[str, Codec] = {}
+    codecs: dict[str, BenchCodec] = {}
     skipped: dict[str, str] = {}
     specs = [s for s in specs if s.strip()]
     labels = [codec_label(s) for s in specs]
@@ -124,7 +124,7 @@ def _progress(enabled: bool):  # noqa: ANN202 - rich Progress or a stand-in
     return _Null()
 
 
-def _sweep_image(ds: Dataset, item: Item, crop: int | None, clfs: list[str], codecs: dict[str, Codec],
+def _sweep_image(ds: Dataset, item: Item, crop: int | None, clfs: list[str], codecs: dict[str, BenchCodec],
                  observers: dict[str, torch.nn.Module], cache: Cache, original: Image.Image) -> None:
     """All codecs and settings for one image at one crop size; rows go to the cache."""
     image = reference_crop(original, crop) if crop else original
@@ -220,7 +220,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any] | None:
     return write_outputs(cfg, codecs, skipped, observers, cache, world)
 
 
-def _done(ds: Dataset, item: Item, crop: int | None, clfs: list[str], codecs: dict[str, Codec],
+def _done(ds: Dataset, item: Item, crop: int | None, clfs: list[str], codecs: dict[str, BenchCodec],
           cache: Cache) -> bool:
     """True when every row and reference output of this image and crop is already cached."""
     if any(ref_key(ds.name, item.key, c, crop) not in cache.refs for c in clfs):

@@ -21,7 +21,7 @@ from .protocol import crop_groups
 if TYPE_CHECKING:
     import torch
 
-    from odic.codecs import Codec
+    from odic.codecs import BenchCodec
 
 SCHEMA = "odic-bench/1"
 #: The codec every BD-rate is measured against; the sweep always adds it (docs/bench.md).
@@ -82,7 +82,7 @@ def _at_bpp(curve: list[dict[str, Any]], targets: tuple[float, ...]) -> dict[str
     return out
 
 
-def summarise(cfg: BenchConfig, codecs: dict[str, Codec], skipped: dict[str, str],
+def summarise(cfg: BenchConfig, codecs: dict[str, BenchCodec], skipped: dict[str, str],
               observers: dict[str, torch.nn.Module], cache: Cache, world: int) -> tuple[dict[str, Any], list]:
     """Build summary.json's dict and the list of result rows of this configuration."""
     all_rows: list[dict[str, Any]] = []
@@ -195,7 +195,7 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def write_outputs(cfg: BenchConfig, codecs: dict[str, Codec], skipped: dict[str, str],
+def write_outputs(cfg: BenchConfig, codecs: dict[str, BenchCodec], skipped: dict[str, str],
                   observers: dict[str, torch.nn.Module], cache: Cache, world: int) -> dict[str, Any]:
     """Write results.csv, summary.json and plots into ``cfg.out``; return the summary."""
     out = Path(cfg.out)

@@ -6,7 +6,7 @@ still listed, and creating it raises :class:`CodecUnavailable` with a one-line r
 
 from . import bpg, heif, imagecodecs_codecs, odic_codec, pillow_codecs  # noqa: F401 - registration
 from .base import (
-    Codec,
+    BenchCodec,
     CodecUnavailable,
     codec_from_spec,
     create_codec,
@@ -16,7 +16,7 @@ from .base import (
 )
 
 __all__ = [
-    "Codec",
+    "BenchCodec",
     "CodecUnavailable",
     "codec_from_spec",
     "create_codec",

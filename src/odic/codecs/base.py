@@ -21,8 +21,10 @@ class CodecUnavailable(RuntimeError):
     """Raised when a codec's library or program is not installed; the message says what to do."""
 
 
-class Codec(abc.ABC):
+class BenchCodec(abc.ABC):
     """A lossy image codec with a list of settings that span its useful rate range.
+
+    The benchmark's view of any codec, odic included; not :class:`odic.Codec`, the public API.
 
     Subclasses set ``name``, ``setting_name`` (what the number means, e.g. ``quality``),
     ``quality_range`` (the valid interval) and ``settings`` (the default sweep, rising in rate).
@@ -93,13 +95,13 @@ def ensure_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-_REGISTRY: dict[str, Callable[..., Codec]] = {}
+_REGISTRY: dict[str, Callable[..., BenchCodec]] = {}
 
 
-def register_codec(name: str) -> Callable[[Callable[..., Codec]], Callable[..., Codec]]:
+def register_codec(name: str) -> Callable[[Callable[..., BenchCodec]], Callable[..., BenchCodec]]:
     """Decorator registering a codec class (or factory) under ``name`` (the timm pattern)."""
 
-    def deco(factory: Callable[..., Codec]) -> Callable[..., Codec]:
+    def deco(factory: Callable[..., BenchCodec]) -> Callable[..., BenchCodec]:
         if name in _REGISTRY:
             raise ValueError(f"codec '{name}' is already registered")
         _REGISTRY[name] = factory
@@ -113,7 +115,7 @@ def list_codecs() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_codec(name: str, **options: Any) -> Codec:
+def create_codec(name: str, **options: Any) -> BenchCodec:
     """Build a codec by name; raises KeyError for unknown names, CodecUnavailable when not installed."""
     if name not in _REGISTRY:
         raise KeyError(f"unknown codec '{name}'; known: {', '.join(list_codecs())}")
@@ -159,7 +161,7 @@ def parse_codec_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name, opts
 
 
-def codec_from_spec(spec: str) -> Codec:
+def codec_from_spec(spec: str) -> BenchCodec:
     """Create a codec from a spec string such as ``"odic:alpha=1"`` or ``"jpeg:chroma=444"``."""
     name, opts = parse_codec_spec(spec)
     return create_codec(name, **opts)

@@ -15,11 +15,11 @@ from typing import Any
 
 from PIL import Image
 
-from .base import Codec, CodecUnavailable, Setting, ensure_rgb, register_codec
+from .base import BenchCodec, CodecUnavailable, Setting, ensure_rgb, register_codec
 
 
 @register_codec("bpg")
-class BpgCodec(Codec):
+class BpgCodec(BenchCodec):
     """BPG (x265 inside, 4:4:4 by default); the setting is BPG's quantiser ``-q`` 0 (best)..51."""
 
     name = "bpg"

@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from .base import Codec, CodecUnavailable, Setting, ensure_rgb, register_codec
+from .base import BenchCodec, CodecUnavailable, Setting, ensure_rgb, register_codec
 
 _CHROMAS = ("444", "420")
 
@@ -168,7 +168,7 @@ def build_heif(width: int, height: int, chroma: str, param_sets: list[bytes], pa
 
 
 @register_codec("hevc")
-class HevcCodec(Codec):
+class HevcCodec(BenchCodec):
     """HEVC intra (x265, the encoder inside BPG) in a HEIF file; ``chroma`` 444 (default) or 420."""
 
     name = "hevc"

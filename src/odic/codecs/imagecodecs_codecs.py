@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .base import Codec, CodecUnavailable, Setting, ensure_rgb, register_codec
+from .base import BenchCodec, CodecUnavailable, Setting, ensure_rgb, register_codec
 from .heif import mdat_payload
 
 
@@ -29,7 +29,7 @@ _PIXEL_FORMATS = {"444": "YUV444", "420": "YUV420"}
 
 
 @register_codec("avif")
-class AvifCodec(Codec):
+class AvifCodec(BenchCodec):
     """AVIF intra (AV1 via libavif); ``chroma`` 444 (default) or 420, ``speed`` 0 (slow)..10."""
 
     name = "avif"
@@ -72,7 +72,7 @@ class AvifCodec(Codec):
 
 
 @register_codec("jxl")
-class JxlCodec(Codec):
+class JxlCodec(BenchCodec):
     """JPEG XL (libjxl, VarDCT), bare codestream; ``effort`` 1..9 (default 7)."""
 
     name = "jxl"

@@ -14,11 +14,11 @@ from typing import Any
 
 from PIL import Image
 
-from .base import Codec, CodecUnavailable, Setting, ensure_rgb, register_codec
+from .base import BenchCodec, CodecUnavailable, Setting, ensure_rgb, register_codec
 
 
 @register_codec("odic")
-class OdicCodec(Codec):
+class OdicCodec(BenchCodec):
     """odic at observer ``alpha`` with the default (or named) model; imported lazily."""
 
     name = "odic"

@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image, features
 
-from .base import Codec, CodecUnavailable, Setting, ensure_rgb, register_codec
+from .base import BenchCodec, CodecUnavailable, Setting, ensure_rgb, register_codec
 
 
 def _save(image: Image.Image, fmt: str, **params: Any) -> bytes:
@@ -31,7 +31,7 @@ _CHROMA = {"420": 2, "422": 1, "444": 0}
 
 
 @register_codec("jpeg")
-class JpegCodec(Codec):
+class JpegCodec(BenchCodec):
     """Baseline JPEG (libjpeg-turbo); ``chroma`` 420 (the usual default) or 444; optimised Huffman."""
 
     name = "jpeg"
@@ -75,7 +75,7 @@ class JpegCodec(Codec):
 
 
 @register_codec("webp")
-class WebpCodec(Codec):
+class WebpCodec(BenchCodec):
     """Lossy WebP (libwebp, VP8 intra, always 4:2:0); ``method`` 0-6 trades speed for size."""
 
     name = "webp"
@@ -110,7 +110,7 @@ class WebpCodec(Codec):
 
 
 @register_codec("jpeg2000")
-class Jpeg2000Codec(Codec):
+class Jpeg2000Codec(BenchCodec):
     """JPEG 2000 (OpenJPEG), 9/7 wavelet with the YCbCr colour transform, bare J2K codestream.
 
     Pillow's default is no colour transform (``mct=0``: R, G, B coded separately), which costs
