@@ -275,3 +275,58 @@ def test_stale_rows_from_another_encoder_are_measured_again(tmp_path: Path) -> N
     assert len(cache_file.read_text().splitlines()) == 2  # measured again, not reused
     assert second["datasets"]["d"]["codecs"]["jpeg"]["curve"][0]["bytes"] == \
         first["datasets"]["d"]["codecs"]["jpeg"]["curve"][0]["bytes"]
+
+
+# ----------------------------------------------------------------------------- protocol presets
+
+
+def test_presets_keep_the_protocol_grids() -> None:
+    """The grids scripts/gate.sh and scripts/full_protocol.sh benched before they moved into presets.py."""
+    from odic.bench import BenchError
+    from odic.bench.presets import preset_codecs
+
+    fast = "odic:alpha=0:q=2/8/14/20/25/32/40/48/55/65/90"
+    hevc_dense = "hevc-raw:q=3/8/11/14/17/20/23/26/30/34/38/48/58"
+    assert preset_codecs("gate-kodak", ["g/new.pt", "odic-base"]) == [
+        f"{fast}:model=g/new.pt", f"{fast}:model=odic-base", hevc_dense]
+    assert preset_codecs("gate-refine", ["g/new.pt"]) == [
+        "odic:alpha=1:q=2/25/55:refine=50:refine_shift=8:model=g/new.pt", "hevc-raw"]
+    assert preset_codecs("full-kodak-dense", ["m.pt"]) == [
+        "odic:alpha=0:q=2/14/25/32/55/65/90:refine=20:model=m.pt", f"{fast}:model=m.pt", hevc_dense]
+    assert preset_codecs("full-lite0", ["m.pt"]) == [
+        "odic:alpha=1:q=2/25/55:refine=50:refine_shift=8:model=m.pt", "odic:alpha=1:q=2/25/55:model=m.pt",
+        "hevc-raw"]
+    assert preset_codecs("refine-kodak", refine=5) == [  # no --model: the installed default model
+        "odic:alpha=0:q=2/25/55/90:refine=5", "odic:alpha=0:q=2/25/55/90", "hevc-raw", "webp"]
+    assert preset_codecs("release-kodak")[:2] == ["odic:alpha=0:q=2/25/55/90", "odic:alpha=0.25:q=2/25/55/90"]
+    with pytest.raises(BenchError, match="known: gate-kodak"):
+        preset_codecs("gate")
+    with pytest.raises(BenchError, match="no refined encoder"):
+        preset_codecs("gate-kodak", refine=10)
+
+
+def test_cli_preset_sets_dataset_codecs_classifiers_and_limit(tmp_path: Path, monkeypatch, capsys) -> None:
+    import odic.bench
+    from odic.cli import main
+
+    folder = tmp_path / "data" / "imagenet-sample"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(folder / "a.png")
+    (folder / "labels.csv").write_text("file,label\na.png,3\n")
+    configs = []
+    monkeypatch.setattr(odic.bench, "run_bench", lambda cfg: configs.append(cfg))
+    common = ["bench", "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "o"), "-q"]
+    assert main([*common, "--preset", "full-unseen", "--model", "m.pt"]) == 0
+    assert main([*common, "--preset", "full-unseen", "--limit", "7", "--refine", "0"]) == 0
+    first, second = configs
+    assert [ds.name for ds in first.datasets] == ["imagenet"] and first.datasets[0].items[0].label == 3
+    assert first.codecs == ["odic:alpha=1:q=25/40/55:refine=50:refine_shift=8:model=m.pt", "hevc-raw"]
+    assert first.classifiers == ["efficientnet_lite1", "efficientnet_lite2"] and first.limit == 100
+    assert second.codecs[0] == "odic:alpha=1:q=25/40/55:refine=0:refine_shift=8" and second.limit == 7
+    for extra, why in ((["--preset", "gate-kodak", "--codecs", "jpeg"], "gate-kodak sets --codecs"),
+                       (["--preset", "gate-kodak"], "kodak is not a folder"),
+                       (["--model", "m.pt", "--data", f"x={folder}"], "--model needs --preset")):
+        assert main([*common, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("odic: error:") and why in err, err
+    assert len(configs) == 2

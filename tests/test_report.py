@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from odic.report import ReportError, build_report, class_names, pareto_front, write_report
+from odic.report import ReportError, build_report, class_names, frontier_series, pareto_front, write_report
 
 from .browser import Chromium, find_chromium
 from .conftest import smooth_image
@@ -164,24 +164,76 @@ def test_browser_helper_is_found_consistently() -> None:
     assert path is None or shutil.which(path)
 
 
-def test_frontier_script_draws_one_line_per_encoder() -> None:
-    """scripts/frontier.py: the fast encoder's observer settings form one line, each refine setting its own."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "frontier.py"
-    spec = importlib.util.spec_from_file_location("frontier_script", path)
-    frontier = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(frontier)
+def test_frontier_series_draws_one_line_per_encoder() -> None:
+    """The fast encoder's observer settings form one line, each refine setting its own."""
     points = {
         "odic:alpha=1": (0.92, 0.66), "odic:alpha=0": (0.94, 0.58), "odic:alpha=0.5": (0.93, 0.60),
         "odic:alpha=1:model=run/a.pt:refine=50": (0.91, 0.83), "odic:alpha=0:refine=20": (0.945, None),
-        "hevc-raw": (0.944, 0.595), "_reference": (None, 0.84),
+        "hevc-raw": (0.944, 0.595),
     }
-    series = frontier.odic_series(points)
-    assert series == {
+    assert frontier_series(points) == {
         "odic": [(0.0, (0.94, 0.58)), (0.5, (0.93, 0.60)), (1.0, (0.92, 0.66))],
         "odic:refine=50": [(1.0, (0.91, 0.83))],  # the weights file is not a series of its own
     }  # a point with a missing axis is left out
+
+
+def _summary_folder(root: Path, name: str, datasets: dict) -> Path:
+    folder = root / name
+    folder.mkdir()
+    summary = {"schema": "odic-bench/1", "at_bpp_targets": [0.25, 0.5], "reference_codec": "hevc-raw",
+               "datasets": datasets}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def _at(rate: str, metrics: dict[str, float]) -> dict:
+    return {"at_bpp": {rate: metrics}}
+
+
+def test_frontier_gathers_the_two_axes_from_several_runs(tmp_path, capsys) -> None:
+    from odic.cli import main
+
+    kodak = _summary_folder(tmp_path, "kodak", {"kodak": {"codecs": {
+        "odic:alpha=0": _at("0.25", {"ms_ssim": 0.94}), "odic:alpha=1": _at("0.25", {"ms_ssim": 0.92}),
+        "hevc-raw": _at("0.25", {"ms_ssim": 0.944}), "webp": _at("0.5", {"ms_ssim": 0.95})}}})
+    imagenet = _summary_folder(tmp_path, "imagenet", {"imagenet": {
+        "crops": {"efficientnet_lite0": 256}, "reference": {"efficientnet_lite0": {"top1": 0.84}},
+        "codecs": {"odic:alpha=0": _at("0.25", {"top1/efficientnet_lite0": 0.58}),
+                   "odic:alpha=1": _at("0.25", {"top1/efficientnet_lite0": 0.66}),
+                   "hevc-raw": _at("0.25", {"top1/efficientnet_lite0": 0.595, "ms_ssim": 0.5})}}})
+    stem = tmp_path / "plots" / "frontier"
+    stem.parent.mkdir()
+    assert main(["report", str(kodak), str(imagenet), "--frontier", "-o", str(stem)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["classifier"] == "efficientnet_lite0" and printed["uncompressed_top1"] == 0.84
+    assert printed["points"] == {"odic:alpha=0": [0.94, 0.58], "odic:alpha=1": [0.92, 0.66],
+                                 "hevc-raw": [0.944, 0.595], "webp": [None, None]}  # webp: not at 0.25 bpp
+    assert Image.open(stem.with_suffix(".png")).format == "PNG"
+    svg = stem.with_suffix(".svg").read_text()
+    for text in ("odic (one model)", "α=1", "hevc-raw", "uncompressed top-1", "MS-SSIM on kodak at 0.25 bpp",
+                 "top-1 (efficientnet_lite0) on imagenet at 0.25 bpp"):
+        assert f"<!-- {text} -->" in svg, text
+    assert "webp" not in svg
+    assert main(["report", str(kodak), str(imagenet), "--frontier", "-o", str(stem), "-q"]) != 0  # exists
+    assert main(["report", str(kodak), "--frontier", "-o", str(tmp_path / "f2"), "-q"]) != 0  # no top-1 axis
+    assert "no run classified a dataset called 'imagenet'" in capsys.readouterr().err
+
+
+def test_tables_print_each_runs_at_bpp_and_bd_rate_markdown(tmp_path, capsys) -> None:
+    from odic.cli import main
+
+    folder = _summary_folder(tmp_path, "run", {"kodak": {
+        "labelled": False, "n_images": 24, "primary_crop": None, "crops": {}, "reference": {},
+        "codecs": {"jpeg": {"at_bpp": {"0.25": {"ms_ssim": 0.91234, "psnr": 27.456}, "0.5": {}},
+                            "bd_rate": {"ms_ssim": 12.34, "psnr": None}}}}})
+    assert main(["report", str(folder), str(folder), "--tables"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(f"<!-- {folder / 'summary.json'} -->") == 2
+    for line in ("**kodak** (24 images; human metrics on whole images)", "| codec | metric | 0.25 bpp | 0.5 bpp |",
+                 "| jpeg | ms_ssim | 0.9123 | - |", "| jpeg | psnr | 27.46 | - |", "| jpeg | +12.3% | - |",
+                 "BD-rate against hevc-raw (negative = fewer bits):"):
+        assert line in out.splitlines(), line
+    assert main(["report", str(tmp_path / "missing"), "--tables"]) != 0
 
 
 def test_tradeoff_plot_draws_one_line_per_encoder(monkeypatch) -> None:

@@ -22,7 +22,7 @@ import json
 import math
 import statistics
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -184,7 +184,7 @@ def observer_series(label: str, ignore: tuple[str, ...] = ("alpha",)) -> str:
     ``odic:alpha=1:refine=50`` and ``odic:alpha=0:refine=50`` share the series ``odic:refine=50``;
     the fast encoder's settings are ``odic``. Joining points of different encoders or models in one
     line would draw a trade-off no single setting makes. ``ignore`` names further options to set
-    aside (a script comparing the same weights under two file names sets aside ``model``).
+    aside (the frontier across runs sets aside ``model``: the same weights under two file names).
     """
     return ":".join(p for p in label.split(":") if p.split("=", 1)[0] not in ignore)
 
@@ -661,3 +661,114 @@ def write_report(results_dir: str | Path, output: str | Path, **options: Any) ->
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(out)
     return out
+
+
+# ----------------------------------------------------------------------------- across runs: tables, frontier
+
+
+def results_tables(results_dirs: Sequence[str | Path]) -> str:
+    """The at_bpp and BD-rate tables of each results folder as Markdown, the numbers docs quote.
+
+    The same values as odic bench's ``at_bpp`` (linear in log-bpp between measured settings, "-"
+    outside), so a results page and the plots never disagree.
+    """
+    from .bench.summary import at_bpp_markdown
+
+    return "".join(f"<!-- {Path(d) / 'summary.json'} -->\n\n{at_bpp_markdown(load_summary(d))}\n"
+                   for d in results_dirs)
+
+
+FrontierPoints = dict[str, tuple[float | None, float | None]]
+
+
+def frontier_points(summaries: Iterable[dict[str, Any]], human: str, labelled: str, rate: str,
+                    classifier: str) -> tuple[FrontierPoints, float | None]:
+    """Each codec's (MS-SSIM on ``human``, top-1 of ``classifier`` on ``labelled``) at ``rate`` bpp,
+    and the uncompressed top-1.
+
+    The two datasets may come from different runs: a later summary's value replaces an earlier
+    one's, a value it lacks keeps the earlier one. ``None`` where no run measured it.
+    """
+    points: FrontierPoints = {}
+    reference = None
+    for summary in summaries:
+        hum = (summary["datasets"].get(human) or {}).get("codecs") or {}
+        lab = (summary["datasets"].get(labelled) or {}).get("codecs") or {}
+        for label in [*hum, *(lab_label for lab_label in lab if lab_label not in hum)]:
+            x = _num((((hum.get(label) or {}).get("at_bpp") or {}).get(rate) or {}).get("ms_ssim"))
+            y = _num((((lab.get(label) or {}).get("at_bpp") or {}).get(rate) or {}).get(f"top1/{classifier}"))
+            old_x, old_y = points.get(label, (None, None))
+            points[label] = (old_x if x is None else x, old_y if y is None else y)
+        ref = _num((((summary["datasets"].get(labelled) or {}).get("reference") or {}).get(classifier) or {})
+                   .get("top1"))
+        reference = reference if ref is None else ref
+    return points, reference
+
+
+def frontier_series(points: FrontierPoints) -> dict[str, list[tuple[float, tuple[float, float]]]]:
+    """odic's points with both values, one series per setting other than alpha and the weights file,
+    each in order of alpha.
+
+    The fast encoder's settings form the frontier; refined settings (``refine=...``) become their
+    own series, so one plot shows what the slower encoders buy at each end.
+    """
+    series: dict[str, list[tuple[float, tuple[float, float]]]] = {}
+    for label, (x, y) in points.items():
+        alpha = _alpha_of(label, {}) if "alpha=" in label else None
+        if alpha is None or x is None or y is None:
+            continue
+        series.setdefault(observer_series(label, ignore=("alpha", "model")), []).append((alpha, (x, y)))
+    return {name: sorted(line) for name, line in series.items()}
+
+
+def write_frontier(results_dirs: Sequence[str | Path], output: str | Path, *, human: str = "kodak",
+                   labelled: str = "imagenet", bpp: float = DEFAULT_CROP_BPP,
+                   classifier: str | None = None) -> dict[str, Any]:
+    """Plot the observer trade-off of several runs at one rate to ``output``.png and .svg.
+
+    x: MS-SSIM on ``human``; y: top-1 of ``classifier`` (default: the first the labelled dataset
+    was classified with) on ``labelled``; values as odic bench interpolated them at ``bpp``. Each
+    classical codec is a point; odic's observer settings are joined in order of alpha, one line per
+    encoder. Returns the files written, the points and the uncompressed top-1.
+    """
+    summaries = [load_summary(d) for d in results_dirs]
+    rate = f"{bpp:g}"
+    if classifier is None:
+        crops = [(s["datasets"].get(labelled) or {}).get("crops") or {} for s in summaries]
+        classifier = next((clf for c in crops for clf in c), None)
+        if classifier is None:
+            raise ReportError(f"no run classified a dataset called '{labelled}' (see --labelled)")
+    points, reference = frontier_points(summaries, human, labelled, rate, classifier)
+    if not any(x is not None and y is not None for x, y in points.values()):
+        raise ReportError(f"no codec has both MS-SSIM on '{human}' and top-1 of {classifier} on '{labelled}' "
+                          f"at {rate} bpp")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    all_series = frontier_series(points)
+    for i, (name, line) in enumerate(sorted(all_series.items())):
+        marker, color = ("o-", "C3") if name == "odic" else ("D--", f"C{4 + i}")
+        label = name.replace("odic:", "odic, ").replace(":", ", ")
+        if name == "odic":
+            label = "odic (one model)" if len(all_series) == 1 else "odic, fast encoder"
+        ax.plot([xy[0] for _, xy in line], [xy[1] for _, xy in line], marker, color=color, label=label)
+        for alpha, xy in line:
+            ax.annotate(f"α={alpha:g}", xy, textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for label, (x, y) in sorted(points.items()):
+        if _codec_name(label) != "odic" and x is not None and y is not None:
+            ax.plot(x, y, "s", label=label)
+    if reference is not None:
+        ax.axhline(reference, color="gray", ls="--", lw=1, label="uncompressed top-1")
+    ax.set_xlabel(f"MS-SSIM on {human} at {rate} bpp")
+    ax.set_ylabel(f"top-1 ({classifier}) on {labelled} at {rate} bpp")
+    ax.set_title("Observer trade-off: human vs machine quality at one rate")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    stem = Path(output)
+    stem = stem.with_suffix("") if stem.suffix in (".png", ".svg") else stem
+    files = [stem.with_name(f"{stem.name}.{ext}") for ext in ("png", "svg")]
+    for path in files:
+        fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {"files": [str(p) for p in files], "classifier": classifier, "rate": rate, "points": points,
+            "uncompressed_top1": reference}

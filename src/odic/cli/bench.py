@@ -19,6 +19,7 @@ def _err(message: str) -> int:
 def register(sub: Any) -> None:
     """Add the ``bench`` and ``demo`` subcommands."""
     from odic.bench import AT_BPP, DEFAULT_CODECS
+    from odic.bench.presets import DEFAULT_DATA_ROOT, PRESETS
 
     b = sub.add_parser(
         "bench", help="measure codecs for human and machine observers",
@@ -27,18 +28,30 @@ def register(sub: Any) -> None:
         epilog="Example: odic bench --data kodak=data/kodak --data imagenet=data/imagenet-sample "
                "--codecs odic:alpha=0,odic:alpha=1,jpeg,hevc --classifiers efficientnet_lite0 "
                "--out results/run1. "
-               "Under torchrun each rank takes a share of the images and rank 0 writes the outputs.",
+               "Under torchrun each rank takes a share of the images and rank 0 writes the outputs. "
+               "Presets: " + "; ".join(f"{name}: {p.description}" for name, p in PRESETS.items()) + ".",
     )
+    b.add_argument("--preset", choices=list(PRESETS), metavar="NAME",
+                   help="one of the project's protocol benches (listed below): sets the dataset, codecs, "
+                        "classifiers and limit (--limit may still be given)")
+    b.add_argument("--model", action="append", default=[], metavar="MODEL",
+                   help="with --preset: bench its odic settings with this weights file or installed model; "
+                        "repeatable, each model in turn (default: the installed default model)")
+    b.add_argument("--refine", type=int, default=None, metavar="STEPS",
+                   help="with --preset: refinement steps of its refined encoders (default: the preset's)")
+    b.add_argument("--data-root", default=None, metavar="DIR",
+                   help="with --preset: the folder holding kodak/ and imagenet-sample/ "
+                        f"(default: $ODIC_DATA, else {DEFAULT_DATA_ROOT})")
     b.add_argument("--data", action="append", default=[], metavar="NAME=DIR[:LABELS]",
                    help="a dataset; repeatable. DIR alone: human metrics only (append ':classify' for "
                         "top-1 agreement). LABELS: labels.csv (file,label), val.txt or the ILSVRC-2012 "
                         "devkit ground truth; a labels.csv inside DIR or an ImageFolder tree is "
                         "found by itself")
-    b.add_argument("--codecs", default=",".join(DEFAULT_CODECS), metavar="SPEC,...",
+    b.add_argument("--codecs", default=None, metavar="SPEC,...",
                    help="comma-separated codec specs, NAME[:key=value...], e.g. hevc:chroma=420, "
-                        "odic:alpha=1, jpeg:q=10/30/50 (default: %(default)s). hevc-raw, the BD-rate "
-                        "reference, is always added")
-    b.add_argument("--classifiers", default="", metavar="NAME,...",
+                        "odic:alpha=1, jpeg:q=10/30/50 (default: " + ",".join(DEFAULT_CODECS) + "). "
+                        "hevc-raw, the BD-rate reference, is always added")
+    b.add_argument("--classifiers", default=None, metavar="NAME,...",
                    help="observers for the classification protocol, e.g. "
                         "efficientnet_lite0,efficientnet_lite1 "
                         "(default: none); run on labelled datasets and on folders marked ':classify'")
@@ -92,13 +105,30 @@ def _command_line(args: argparse.Namespace) -> str:
     """The command as typed when run from a shell, else rebuilt from the parsed options."""
     if sys.argv[1:2] == ["bench"]:
         return shlex.join(["odic", *sys.argv[1:]])
-    parts = ["odic", "bench", *[f"--data={d}" for d in args.data], f"--codecs={args.codecs}",
-             f"--out={args.out}", f"--threads={args.threads}"]
-    if args.classifiers:
-        parts.append(f"--classifiers={args.classifiers}")
-    if args.limit:
-        parts.append(f"--limit={args.limit}")
-    return shlex.join(parts)
+    given = [("preset", args.preset), *[("model", m) for m in args.model], ("refine", args.refine),
+             ("data-root", args.data_root), *[("data", d) for d in args.data], ("codecs", args.codecs),
+             ("classifiers", args.classifiers), ("out", args.out), ("threads", args.threads), ("limit", args.limit)]
+    return shlex.join(["odic", "bench", *[f"--{flag}={value}" for flag, value in given if value not in (None, "")]])
+
+
+def _what_to_bench(args: argparse.Namespace) -> tuple[list[Any], list[str], list[str], int | None]:
+    """(datasets, codec specs, classifiers, limit) from --preset, or from --data, --codecs and --classifiers."""
+    from odic.bench import DEFAULT_CODECS, load_dataset
+    from odic.bench.presets import get_preset, preset_codecs, preset_data_folder
+
+    if not args.preset:
+        for flag, value in (("--model", args.model), ("--refine", args.refine), ("--data-root", args.data_root)):
+            if value not in (None, []):
+                raise ValueError(f"{flag} needs --preset")
+        codecs = _split(args.codecs) if args.codecs is not None else list(DEFAULT_CODECS)
+        return _parse_data(args.data), codecs, _split(args.classifiers or ""), args.limit
+    for flag, value in (("--data", args.data), ("--codecs", args.codecs), ("--classifiers", args.classifiers)):
+        if value not in (None, []):
+            raise ValueError(f"--preset {args.preset} sets {flag}; leave it out")
+    preset = get_preset(args.preset)
+    dataset = load_dataset(preset.dataset, str(preset_data_folder(args.preset, args.data_root)))
+    limit = args.limit if args.limit is not None else preset.limit
+    return [dataset], preset_codecs(args.preset, args.model, args.refine), list(preset.classifiers), limit
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
@@ -111,9 +141,9 @@ def run_bench_command(args: argparse.Namespace) -> int:
             raise ValueError("--at-bpp values must be positive")
         if args.limit is not None and args.limit < 1:
             raise ValueError("--limit must be at least 1")
-        datasets = _parse_data(args.data)
-        cfg = BenchConfig(datasets=datasets, codecs=_split(args.codecs), out=Path(args.out),
-                          classifiers=_split(args.classifiers), limit=args.limit, threads=args.threads,
+        datasets, codecs, classifiers, limit = _what_to_bench(args)
+        cfg = BenchConfig(datasets=datasets, codecs=codecs, out=Path(args.out), classifiers=classifiers,
+                          limit=limit, threads=args.threads,
                           device=args.device, at_bpp=at_bpp, plots=not args.no_plots,
                           progress=not args.quiet, command=_command_line(args))
         summary = run_bench(cfg)
