@@ -53,8 +53,8 @@ def test_integer_entropy_parameters_ignore_float_noise(codec):
     model = codec.model
     z = torch.randn(1, model.config.N, 3, 4) * 3
     z = torch.round(z)
-    idx1, means1 = model._entropy_parameters(z, 5000, 500)
-    idx2, means2 = model._entropy_parameters(z.clone(), 5000, 500)
+    idx1, means1 = model.entropy_parameters(z, 5000, 500)
+    idx2, means2 = model.entropy_parameters(z.clone(), 5000, 500)
     assert torch.equal(idx1, idx2) and torch.equal(means1, means2)
     # means are exact multiples of the fixed-point step
     assert torch.equal(means1 * (1 << ACT_FRAC_BITS), torch.round(means1 * (1 << ACT_FRAC_BITS)))

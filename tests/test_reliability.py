@@ -118,7 +118,7 @@ def test_garbage_strings_cannot_crash_the_process(tmp_path, codec, seeds):
 
 def test_rans_padding_covers_overreads(codec):
     """Zeros beyond half the padding never influence decoding: the decoder stays well inside it."""
-    from odic.api import _rans_padding
+    from odic.model.guards import rans_padding
 
     gc = codec.model.gaussian_conditional
     rng = np.random.default_rng(7)
@@ -127,7 +127,7 @@ def test_rans_padding_covers_overreads(codec):
     indexes = torch.randint(0, len(gc.scale_table), (1, 8, 6, 6), generator=torch.Generator().manual_seed(0)).int()
     for n in (0, 1, 3, 17, 200):
         s = bytes(rng.integers(0, 256, n, dtype=np.uint8)) if n % 2 else b"\xff" * n
-        pad = _rans_padding(len(s), indexes.numel())
+        pad = rans_padding(len(s), indexes.numel())
         a = gc.decompress([s + bytes(pad)], indexes)
         b = gc.decompress([s + bytes(pad // 2) + rng.bytes(pad - pad // 2)], indexes)
         assert torch.equal(a, b)
@@ -288,10 +288,10 @@ def test_tile_margin_flag_is_validated(codec, monkeypatch):
 
 
 def test_even_tiles_leave_no_sliver():
-    from odic.api import _even_tile
+    from odic.tiling import even_tile
 
     for h, w in ((3000, 4000), (2049, 2049), (6000, 8000), (2048, 4096)):
-        side = _even_tile(h, w)
+        side = even_tile(h, w)
         step = side - 2 * TILE_MARGIN
         assert side % 64 == 0 and side <= 2048
         for n in (h, w):
@@ -300,12 +300,14 @@ def test_even_tiles_leave_no_sliver():
             assert last >= step // 2, (h, w, side, last)  # the last row / column is at least half a tile
 
 
-def test_untiled_limit(codec):
+def test_untiled_limit():
+    from odic.tiling import tile_units
+
     with pytest.raises(ValueError, match="too large to code untiled"):
-        codec._tile_units(3000, 2000, 0)
+        tile_units(3000, 2000, 0)
     with pytest.raises(ValueError, match="largest allowed"):
-        codec._tile_units(3000, 2000, 4096)
-    assert codec._tile_units(3000, 2000, None) == 1024 // 64
+        tile_units(3000, 2000, 4096)
+    assert tile_units(3000, 2000, None) == 1024 // 64
 
 
 # ---------------------------------------------------------------- no data loss

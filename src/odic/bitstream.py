@@ -42,6 +42,10 @@ FORMAT_VERSION = 1
 MAX_DIMENSION = 65535
 MODEL_STRIDE = 64
 MAX_MODEL_ID = 64
+#: Fixed-point resolution of the condition codes: quality 0..100 in steps of 0.01 (q = code / 10000),
+#: observer 0..1 in steps of 0.001. The model conditions on exactly these codes.
+QUALITY_CODE_MAX = 10000
+ALPHA_CODE_MAX = 1000
 #: Largest tile (or untiled image) in pixels. Decoding memory grows with the tile, not the image,
 #: so this bound is what keeps a hostile header from asking for gigabytes; encoders tile above it.
 MAX_TILE_PIXELS = 2048 * 2048
@@ -88,11 +92,11 @@ class Header:
 
     @property
     def quality(self) -> float:
-        return self.quality_code / 100.0
+        return self.quality_code * 100.0 / QUALITY_CODE_MAX
 
     @property
     def observer(self) -> float:
-        return self.alpha_code / 1000.0
+        return self.alpha_code / ALPHA_CODE_MAX
 
     @property
     def tile_size(self) -> int:
@@ -156,9 +160,9 @@ def _validate_header(h: Header, max_pixels: int | None) -> None:
         raise FormatError("tile margin flag set on an untiled stream")
     if h.tile_units and h.tile_size * h.tile_size > MAX_TILE_PIXELS:
         raise FormatError(f"tile size {h.tile_size} exceeds {MAX_TILE_PIXELS} pixels per tile")
-    if not 0 <= h.quality_code <= 10000:
+    if not 0 <= h.quality_code <= QUALITY_CODE_MAX:
         raise FormatError(f"quality code {h.quality_code} out of range")
-    if not 0 <= h.alpha_code <= 1000:
+    if not 0 <= h.alpha_code <= ALPHA_CODE_MAX:
         raise FormatError(f"observer code {h.alpha_code} out of range")
     if not 1 <= len(h.model_id) <= MAX_MODEL_ID:
         raise FormatError("model id length out of range")
@@ -304,10 +308,27 @@ def max_string_bytes(height: int, width: int) -> int:
 def quality_to_code(quality: float) -> int:
     if not (isinstance(quality, (int, float)) and 0 <= quality <= 100) or math.isnan(quality):
         raise ValueError(f"quality must be a number in [0, 100], got {quality!r}")
-    return int(round(quality * 100))
+    return int(round(quality * QUALITY_CODE_MAX / 100))
 
 
-def observer_to_code(alpha: float) -> int:
-    if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1) or math.isnan(alpha):
-        raise ValueError(f"observer must be in [0, 1] (or 'human' / 'machine'), got {alpha!r}")
-    return int(round(alpha * 1000))
+def observer_to_code(mix: float) -> int:
+    if not (isinstance(mix, (int, float)) and 0 <= mix <= 1) or math.isnan(mix):
+        raise ValueError(f"observer must be in [0, 1] (or 'human' / 'machine'), got {mix!r}")
+    return int(round(mix * ALPHA_CODE_MAX))
+
+
+def deflate_alpha_plane(plane: bytes) -> bytes:
+    """The transparency plane (height x width bytes) as the stream stores it (zlib, lossless)."""
+    return zlib.compress(plane, 9)
+
+
+def inflate_alpha_plane(blob: bytes | None, header: Header) -> bytes:
+    """The transparency plane of a stream, inflated no further than its declared size."""
+    n = header.width * header.height
+    try:
+        raw = zlib.decompressobj().decompress(blob or b"", n + 1)  # bounded: never inflate more than the plane
+    except zlib.error:
+        raise FormatError("alpha plane is corrupted") from None
+    if len(raw) != n:
+        raise FormatError("alpha plane has the wrong size")
+    return raw

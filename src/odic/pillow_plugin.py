@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 from PIL import Image, ImageFile
 
 from .bitstream import MAGIC, ColorMode, FormatError, read_header
+from .options import DEFAULT_CLASSIFIER
 
 if TYPE_CHECKING:
     from .api import Codec
@@ -126,7 +127,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         size_bytes=opts.get("size_bytes"),
         tile=opts.get("tile"),
         refine=opts.get("refine", 0),
-        refine_classifier=opts.get("refine_classifier", "efficientnet_lite0"),
+        refine_classifier=opts.get("refine_classifier", DEFAULT_CLASSIFIER),
         refine_shift=opts.get("refine_shift"),
     )
     fp.write(data)

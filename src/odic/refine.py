@@ -22,13 +22,15 @@ other, because only the encoder's choice of symbols changed.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from .losses import observer_distortion, rate_bpp
 from .model import OdicModel, lmbda_for
-from .observers import Observer
+from .observers import Observer, ObserverUnavailable, create_observer, list_observers
+from .options import check_refine
 
 #: Adam's step on the gained latents (whose quantisation step is 1), annealed along a cosine from
 #: the first value to the second over the steps. Measured at 20 steps on training photos
@@ -64,6 +66,34 @@ HUMAN_REFINE_METHOD = f"cosine {HUMAN_LR} (human)"
 MIN_MSSSIM_SIDE = 32
 #: The MSE weight of the human distortion, as in training (docs/training.md).
 MSE_WEIGHT = 10.0
+
+
+class Refinement(NamedTuple):
+    """Encoder refinement settings, validated: steps, the classifier of a machine share, view shift."""
+
+    steps: int = 0
+    observer: Observer | None = None
+    shift: int = DEFAULT_SHIFT
+
+
+def refinement_for(steps, classifier: str, mix: float, shift: int | None, device: torch.device,
+                   loaded: dict[str, Observer]) -> Refinement:
+    """Checked settings for :func:`refine_latents`, the classifier loaded once into ``loaded``.
+
+    A human-only mix (``mix`` 0) needs no classifier, so none is loaded or checked.
+    """
+    shift = DEFAULT_SHIFT if shift is None else shift
+    check_refine(steps, shift)
+    if steps == 0 or mix == 0:
+        return Refinement(steps)
+    if classifier not in list_observers():
+        raise ValueError(f"unknown refine classifier {classifier!r}; known: {', '.join(list_observers())}")
+    if classifier not in loaded:
+        try:
+            loaded[classifier] = create_observer(classifier, device)
+        except ObserverUnavailable as exc:
+            raise ValueError(f"refine classifier {classifier!r} is unavailable: {exc}") from None
+    return Refinement(steps, loaded[classifier], shift)
 
 
 def refine_latents(model: OdicModel, x: Tensor, quality_code: int, alpha_code: int, steps: int,

@@ -107,7 +107,7 @@ class Compress(torch.nn.Module):
         self.codec_options = dict(codec_options)
         self.is_odic = self.codec_name.split(":", 1)[0] == "odic"
         if self.is_odic:
-            from .api import parse_observer
+            from .options import parse_observer
 
             self.observer = parse_observer(observer)
             if self.codec_options or ":" in self.codec_name:

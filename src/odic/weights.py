@@ -220,3 +220,22 @@ def build_model(payload: dict) -> tuple[OdicModel, bytes]:
         model.update(force=True)
     return model.eval(), digest
 
+
+
+_IDS_READ: dict[Path, tuple[float, frozenset[str]]] = {}
+
+
+def _model_ids(path: Path) -> frozenset[str]:
+    """The model ids whose streams the file at ``path`` decodes (its own and its ``decodes``), read once."""
+    mtime = path.stat().st_mtime
+    cached = _IDS_READ.get(path)
+    if cached is None or cached[0] != mtime:
+        payload = read_weights_file(path)
+        ids = frozenset([payload["model_id"], *(d["model_id"] for d in payload.get("decodes", []))])
+        _IDS_READ[path] = cached = (mtime, ids)
+    return cached[1]
+
+
+def installed_decoders(model_id: str) -> list[Path]:
+    """Installed weights files that claim streams of ``model_id`` (the caller checks the weights hash)."""
+    return [path for path in installed_models().values() if model_id in _model_ids(path)]

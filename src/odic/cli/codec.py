@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from ..options import DEFAULT_CLASSIFIER
 from . import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, UsageError, fail
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm"}
@@ -47,8 +48,8 @@ def register(sub) -> None:
     c.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="fit each image's latents to the observer in STEPS optimisation steps: smaller files "
                         "or better quality, same decoder, ~0.6 s per step for 768x512 on 2 cores (default: 0)")
-    c.add_argument("--refine-classifier", default="efficientnet_lite0", metavar="NAME",
-                   help="classifier that scores a machine share while refining (default: efficientnet_lite0)")
+    c.add_argument("--refine-classifier", default=DEFAULT_CLASSIFIER, metavar="NAME",
+                   help=f"classifier that scores a machine share while refining (default: {DEFAULT_CLASSIFIER})")
     c.add_argument("--refine-shift", type=int, default=None, metavar="PX",
                    help="score a machine share on random views shifted by up to PX pixels and mirrored while "
                         "refining, so the latents fit what classifiers share (default: 8; 0 turns the views off)")
@@ -143,8 +144,8 @@ def _one_line(exc: BaseException) -> str:
 def run_compress(args) -> int:
     import odic
 
-    from ..api import parse_observer
     from ..fileio import write_bytes_atomic
+    from ..options import MAX_REFINE_SHIFT, MAX_REFINE_STEPS, parse_observer
 
     _configure(args)
     try:
@@ -157,7 +158,6 @@ def run_compress(args) -> int:
         raise UsageError(f"--bpp must be positive, got {args.bpp}")
     if args.size is not None and args.size <= 0:
         raise UsageError(f"--size must be positive, got {args.size}")
-    from ..api import MAX_REFINE_SHIFT, MAX_REFINE_STEPS
     from ..observers import list_observers
 
     if not 0 <= args.refine <= MAX_REFINE_STEPS:

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from ..options import DEFAULT_CLASSIFIER
 from . import EXIT_OK, UsageError
 
 
@@ -21,7 +22,7 @@ def register(sub) -> None:
                    help="validation folder (default: hold out --val-count training images)")
     t.add_argument("--val-count", type=int, default=24, help="training images held out when no --val")
     t.add_argument("--out", default="runs/default", metavar="RUN_DIR", help="run folder: checkpoints and logs")
-    t.add_argument("--observer-classifier", default="efficientnet_lite0", metavar="NAME",
+    t.add_argument("--observer-classifier", default=DEFAULT_CLASSIFIER, metavar="NAME",
                    help="machine observer (see odic.observers.list_observers())")
     t.add_argument("--layers", nargs="+", default=None, metavar="LAYER",
                    help="observer feature layers for the machine loss (default: early and late)")

@@ -26,11 +26,11 @@ from compressai.models.base import CompressionModel
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
+from ..bitstream import ALPHA_CODE_MAX, MODEL_STRIDE, QUALITY_CODE_MAX, FormatError
 from ..entropy import HyperSynthesis, from_fixed, scale_indexes_fixed, to_fixed
+from . import guards
 from .conditioning import (
-    ALPHA_CODE_MAX,
     GAIN_FRAC_BITS,
-    QUALITY_CODE_MAX,
     ConditionalSequential,
     ConditionEmbedding,
     FiLM,
@@ -121,7 +121,7 @@ class OdicModel(CompressionModel):
         self.gaussian_conditional.update_scale_table(scale_table())
 
     # Downsampling factor of the whole model (g_a 16 x h_a 4): inputs are padded to a multiple.
-    stride = 64
+    stride = MODEL_STRIDE
     #: The modules only the encoder runs. Everything else (condition embedding, g_s, h_s, the
     #: inverse gains, the entropy models and their tables) decides what a stream decodes to.
     ENCODER_MODULES = ("g_a", "h_a", "gain", "hyper_gain")
@@ -142,8 +142,7 @@ class OdicModel(CompressionModel):
         (docs/training.md, "Encoder-only training").
         """
         cond = self.embed(q, alpha) if cond is None else cond
-        medians = self.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
-        z_hat_s = round_ste(z_s, medians)
+        z_hat_s = round_ste(z_s, self.z_medians())
         z_likelihoods = z_likelihoods_ste(self.entropy_bottleneck, z_hat_s)
         scales, means = self.h_s(z_hat_s * self.inv_hyper_gain(q, alpha))
         y_hat_s = round_ste(y_s, means)
@@ -175,8 +174,16 @@ class OdicModel(CompressionModel):
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     # ------------------------------------------------------------------ exact coding path
-    def _entropy_parameters(self, z_hat_s: Tensor, quality_code: int, alpha_code: int):
-        """(indexes, means) of y from the decoded hyper-latent, in exact integer arithmetic."""
+    def z_medians(self) -> Tensor:
+        """Per-channel medians of the hyper-latent's distribution (its rounding offsets), (1, N, 1, 1)."""
+        return self.entropy_bottleneck.quantiles[:, 0, 1].detach().reshape(1, -1, 1, 1)
+
+    def entropy_parameters(self, z_hat_s: Tensor, quality_code: int, alpha_code: int) -> tuple[Tensor, Tensor]:
+        """(indexes, means) of y from the decoded hyper-latent, in exact integer arithmetic.
+
+        The encoder and every decoder compute these from the same integers, so they agree bit for bit
+        on any machine, thread count or device: what keeps entropy decoding in step.
+        """
         ihg = self.inv_hyper_gain.interpolate_fixed(quality_code, alpha_code).double()
         z_fixed = torch.floor(to_fixed(z_hat_s) * ihg.view(1, -1, 1, 1) / float(1 << GAIN_FRAC_BITS))
         scales_fixed, means_fixed = self.h_s.forward_fixed(z_fixed)
@@ -200,7 +207,10 @@ class OdicModel(CompressionModel):
 
     @torch.no_grad()
     def compress(self, x: Tensor, quality_code: int, alpha_code: int) -> dict:
-        """Entropy-code a padded batch ``x`` (B, 3, H, W) in [0, 1]; H and W multiples of 64."""
+        """Entropy-code a padded batch ``x`` (B, 3, H, W) in [0, 1]; H and W multiples of 64.
+
+        Returns ``{"strings": [y_strings, z_strings], "shape": z's (h, w)}`` (CompressAI's contract).
+        """
         y_s, z_s = self.analyse(x, quality_code, alpha_code)
         return self.compress_latents(y_s, z_s, quality_code, alpha_code)
 
@@ -214,24 +224,63 @@ class OdicModel(CompressionModel):
         z_s = z_s.float().cpu()
         z_strings = self.entropy_bottleneck.compress(z_s)
         z_hat_s = self.entropy_bottleneck.decompress(z_strings, z_s.shape[-2:])
-        indexes, means = self._entropy_parameters(z_hat_s, quality_code, alpha_code)
+        indexes, means = self.entropy_parameters(z_hat_s, quality_code, alpha_code)
         y_strings = self.gaussian_conditional.compress(y_s.float().cpu(), indexes, means=means)
         return {"strings": [y_strings, z_strings], "shape": tuple(z_s.shape[-2:])}
 
     @torch.no_grad()
+    def decode_latents(self, strings: list, shape: tuple[int, int], quality_code: int,
+                       alpha_code: int) -> tuple[Tensor, Tensor]:
+        """Entropy-decode strings that may be hostile into the gained latents ``(y_hat_s, z_hat_s)``.
+
+        rANS has no redundancy, so a CRC-valid stream with forged strings would decode to a silent
+        garbage image. The encoder is deterministic (integer entropy parameters), so re-encoding
+        the decoded symbols must give back the same bytes; anything else (random bytes, a string
+        cut short or padded, data coded for another quality) raises ``FormatError``. Reads stay
+        inside zero padding (:func:`guards.rans_padding`), and symbols are bounded before
+        re-encoding (:data:`guards.MAX_SYMBOL`).
+        """
+        y_strings, z_strings = strings
+        zh, zw = shape
+        eb, gc = self.entropy_bottleneck, self.gaussian_conditional
+        try:
+            z_hat = eb.decompress(guards.padded(z_strings, self.config.N * zh * zw), shape)
+            guards.check_symbol_range(z_hat - self.z_medians(), "z")
+            if eb.compress(z_hat) != z_strings:
+                raise FormatError("corrupted entropy-coded data (z string does not re-encode to itself)")
+            indexes, means = self.entropy_parameters(z_hat, quality_code, alpha_code)
+            y_hat = gc.decompress(guards.padded(y_strings, indexes[0].numel()), indexes, means=means)
+            guards.check_symbol_range(y_hat - means, "y")
+            if gc.compress(y_hat, indexes, means=means) != y_strings:
+                raise FormatError("corrupted entropy-coded data (y string does not re-encode to itself)")
+        except FormatError:
+            raise
+        except (RuntimeError, ValueError, IndexError, OverflowError) as exc:
+            raise FormatError(f"corrupted entropy-coded data ({type(exc).__name__})") from None
+        return y_hat, z_hat
+
+    @torch.no_grad()
     def synthesize(self, y_hat_s: Tensor, quality_code: int, alpha_code: int,
                    device: str | torch.device = "cpu") -> Tensor:
-        """Decoder transform from entropy-decoded (gained) latents; returns x_hat clamped to [0, 1]."""
+        """Decoder transform from entropy-decoded (gained) latents; returns x_hat clamped to [0, 1].
+
+        On the CPU it runs without oneDNN, so the pixels do not depend on the thread count.
+        """
+        device = torch.device(device)
         q, a = self.condition_tensors(quality_code, alpha_code, y_hat_s.shape[0], device)
         y_hat = y_hat_s.to(device) * self.inv_gain(q, a)
-        return run_synthesis(self.g_s, y_hat, self.embed(q, a)).clamp_(0, 1)
+        with guards.deterministic_kernels(device):
+            x_hat = run_synthesis(self.g_s, y_hat, self.embed(q, a))
+        if not torch.isfinite(x_hat).all():
+            raise FormatError("corrupted entropy-coded data (decoded values are not finite)")
+        return x_hat.clamp_(0, 1)
 
     @torch.no_grad()
     def decompress(self, strings: list, shape: tuple[int, int], quality_code: int, alpha_code: int,
-                   device: str | torch.device = "cpu") -> Tensor:
-        """Inverse of :meth:`compress`; returns x_hat (B, 3, H, W) clamped to [0, 1]."""
-        y_strings, z_strings = strings
-        z_hat_s = self.entropy_bottleneck.decompress(z_strings, shape)
-        indexes, means = self._entropy_parameters(z_hat_s, quality_code, alpha_code)
-        y_hat_s = self.gaussian_conditional.decompress(y_strings, indexes, means=means)
-        return self.synthesize(y_hat_s, quality_code, alpha_code, device)
+                   device: str | torch.device = "cpu") -> dict:
+        """Inverse of :meth:`compress`, safe on hostile strings: ``{"x_hat": (B, 3, H, W) in [0, 1]}``.
+
+        Raises ``odic.bitstream.FormatError`` for strings an encoder of this model cannot have written.
+        """
+        y_hat_s, _ = self.decode_latents(strings, shape, quality_code, alpha_code)
+        return {"x_hat": self.synthesize(y_hat_s, quality_code, alpha_code, device)}

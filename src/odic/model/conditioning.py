@@ -18,9 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-#: Fixed-point resolution of the condition codes carried by the bitstream.
-QUALITY_CODE_MAX = 10000  # quality 0..100 in steps of 0.01 -> q = code / 10000
-ALPHA_CODE_MAX = 1000  # observer 0..1 in steps of 0.001
+from ..bitstream import ALPHA_CODE_MAX, QUALITY_CODE_MAX
+
 GAIN_FRAC_BITS = 16
 
 

@@ -1,7 +1,7 @@
 """Inference-only rewrites of the synthesis transform that compute the same function faster.
 
 Decoding runs without oneDNN (its kernels split reductions by thread count, see
-``odic.api._deterministic_kernels``), where PyTorch's fallback for a transposed convolution
+``odic.model.guards.deterministic_kernels``), where PyTorch's fallback for a transposed convolution
 (``slow_conv_transpose2d``) is the slowest kernel of the whole decoder. A stride-2 transposed
 convolution is exactly a stride-1 convolution with ``4 x`` the output channels followed by a
 pixel shuffle (the "sub-pixel" form, Shi et al. 2016): each of the four output phases only ever

@@ -28,6 +28,7 @@ from torch import nn
 from ..losses import DEFAULT_MACHINE_SCALE, observer_distortion, rate_bpp
 from ..model import ModelConfig, OdicModel, lmbda_for
 from ..observers import create_observer
+from ..options import DEFAULT_CLASSIFIER
 from .checkpoint import load_training_state, save_training_state
 from .data import CropSampler, list_images, load_images
 from .precision import AutocastObserver, Precision, resolve_precision
@@ -40,7 +41,7 @@ class TrainConfig:
     val: str | None = None
     val_count: int = 24  # when no --val: hold out this many training images
     out: str = "runs/default"
-    observer: str = "efficientnet_lite0"
+    observer: str = DEFAULT_CLASSIFIER
     layers: list[str] | None = None
     kl_weight: float = 0.1
     machine_scale: float = DEFAULT_MACHINE_SCALE
