@@ -9,7 +9,8 @@
 * Scale: the machine term is multiplied by ``machine_scale`` so that both terms are comparable.
   It was calibrated on training crops degraded by blur and noise, where ``1 - MS-SSIM`` and the
   normalised feature loss of EfficientNet-Lite0 were measured side by side; their median ratio
-  is the default (see ``scripts/calibrate_machine_scale.py`` and docs/training.md).
+  is the default (docs/training.md, "Loss"; the script that measured it, scripts/calibrate_machine_scale.py,
+  is in the git history at 31bdd21).
 
 Every function returns one value per image (shape (B,)) so per-sample (quality, alpha) weights work.
 """

@@ -33,26 +33,16 @@ from .observers import Observer, ObserverUnavailable, create_observer, list_obse
 from .options import check_refine
 
 #: Adam's step on the gained latents (whose quantisation step is 1), annealed along a cosine from
-#: the first value to the second over the steps. Measured at 20 steps on training photos
-#: (scripts/tune_refine.py, loss relative to the network's guess, lower is better): human
-#: observer, 4 crops of 512 px, 0.005 -> 0.0005 gave 0.9626 (0.005 constant 0.9654, 0.02 -> 0.001
-#: 0.9769). Machine observer: on 40 crops of 272 px 0.02 -> 0.001 gave a lower loss (0.8428) than
-#: 0.005 constant (0.8688), but on the benchmark (first 60 imagenet-sample crops, 50 steps, with
-#: the views below) it kept less of Lite0's top-1: 74.2% / 78.5% at 0.125 / 0.25 bpp against
-#: 78.9% / 80.7% for 0.005 constant without views (uncompressed 81.7%), and MS-SSIM 0.901 against
-#: 0.912 at 0.25 bpp. The benchmark decides: the machine keeps 0.005 constant (docs/results.md).
+#: the first value to the second over the steps. The human schedule had the lowest loss on
+#: training photos; for the machine the benchmark preferred a constant step, which kept more
+#: top-1 than the lower-loss annealed one (measurements: docs/experiments.md, "Encoder refinement").
 #: A mixed observer interpolates the two geometrically.
 HUMAN_LR = (0.005, 0.0005)
 MACHINE_LR = (0.005, 0.005)
 #: Largest shift (pixels) of the random views the machine term is scored on at odd steps; 0 = off.
-#: On 40 training crops a shift of 8 lowered EfficientNet-Lite1's KL to the original from 0.334 to
-#: 0.263 (top-1 agreement 60.0% -> 70.0%). On the benchmark (50 steps, docs/results.md, "Views on
-#: alternate steps"): Lite0 79.7% / 84.2% at 0.125 / 0.25 bpp on the first 100 images (without
-#: views 81.5% / 83.4%; targets 78% / 82%), the unseen Lite1 / Lite2 81.4% / 82.9% at 0.25 bpp
-#: against 77.2% / 81.5% without (first 40 images; 82.0% / 83.0% on 100), MS-SSIM 0.003 higher,
-#: about 15% more encoding time. Views at every step (before) lost Lite0 at low rates (73.7% at
-#: 0.125 bpp): the search could not keep its best point, which the whole-image steps between
-#: views now allow. Shifts of 16 and 32 were worse on the Lite1 proxy (KL 0.500 / 0.484 against 0.471).
+#: Views kept more of the unseen classifiers' answers (Lite1, Lite2) at little cost to Lite0 and
+#: about 15% more encoding time; larger shifts and views at every step did worse
+#: (docs/experiments.md, "Views on alternate steps").
 DEFAULT_SHIFT = 8
 #: Names how views are used (``shift`` > 0), for benchmark caches of streams made with views.
 VIEWS_METHOD = "odd steps on a random view; whole-image steps scored, the best kept"

@@ -37,15 +37,12 @@ PACKAGE_WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "odic-base"
 
 
-# What each shipped model is for, as `odic models` and `odic.list_models()` show it. A weights file
-# installed by hand may carry its own line as meta["summary"].
+# What each shipped model is for, as `odic models` and `odic.list_models()` show it (measured figures:
+# docs/results.md). A weights file installed by hand may carry its own line as meta["summary"].
 MODEL_SUMMARIES = {
-    "odic-base": "default: every observer; Kodak MS-SSIM BD-rate -1.1% against HEVC (refine 20); "
-                 "with --refine 50 meets the EfficientNet-Lite0 targets (docs/results.md)",
-    "odic-people": "for images people will look at: Kodak MS-SSIM BD-rate -3.4% against HEVC (refine 20); "
-                   "fewer refined classifier answers at 0.125 bpp than odic-base",
-    "odic-base-s29033": "the default until 2026-12-06, kept so that its files keep decoding; "
-                        "Kodak BD-rate +5.2% against HEVC",
+    "odic-base": "default: every observer and rate; with --refine 50 it meets the EfficientNet-Lite0 targets",
+    "odic-people": "for images only people will look at: better MS-SSIM than odic-base, fewer classifier answers",
+    "odic-base-s29033": "the default until 2026-12-06, kept so that its files keep decoding",
 }
 
 

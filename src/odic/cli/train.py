@@ -46,11 +46,13 @@ def register(sub) -> None:
     t.add_argument("--threads", type=int, default=None, help="CPU threads per process")
     t.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt bit for bit")
     t.add_argument("--init", default=None, metavar="WEIGHTS", help="start from these weights")
-    t.add_argument("--N", type=int, default=96, help="channels of the transforms")
-    t.add_argument("--M", type=int, default=160, help="channels of the latent")
-    t.add_argument("--lambda-range", type=float, nargs=2, default=(0.5, 160.0), metavar=("MIN", "MAX"),
-                   help="rate-distortion weight at quality 0 and 100 (geometric in between)")
-    t.add_argument("--levels", type=int, default=6,
+    # Model shape and rate range: unset means odic.model.ModelConfig's defaults (the shipped models').
+    t.add_argument("--N", type=int, default=None, help="channels of the transforms (default: the shipped models')")
+    t.add_argument("--M", type=int, default=None, help="channels of the latent (default: the shipped models')")
+    t.add_argument("--lambda-range", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="rate-distortion weight at quality 0 and 100, geometric in between (default: the shipped "
+                        "models')")
+    t.add_argument("--levels", type=int, default=None,
                    help="gain anchors over the rate range; an --init model with a narrower --lambda-range is "
                         "re-expressed exactly where the anchors line up (docs/training.md)")
     t.add_argument("--precision", default="auto", metavar="auto|bf16|fp32",
@@ -94,16 +96,19 @@ def run_train(args) -> int:
 
     if args.quality is not None and not 0 <= args.quality <= 100:
         raise UsageError("--quality must be in [0, 100]")
-    if not 0 < args.lambda_range[0] <= args.lambda_range[1]:
+    if args.lambda_range is not None and not 0 < args.lambda_range[0] <= args.lambda_range[1]:
         raise UsageError("--lambda-range needs 0 < MIN <= MAX")
     if args.encoder_only and not (args.init or args.resume):
         raise UsageError("--encoder-only needs --init WEIGHTS (the model whose decoder is kept)")
     if args.precision not in PRECISIONS:
         raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
-    if args.levels < 2:
+    if args.levels is not None and args.levels < 2:
         raise UsageError("--levels must be at least 2")
     if args.anchor_weight < 0:
         raise UsageError("--anchor-weight must be >= 0")
+    shape = {k: v for k, v in (("N", args.N), ("M", args.M), ("levels", args.levels)) if v is not None}
+    if args.lambda_range is not None:
+        shape.update(lambda_min=args.lambda_range[0], lambda_max=args.lambda_range[1])
     cfg = TrainConfig(
         data=args.data, val=args.val, val_count=args.val_count, out=args.out, observer=args.observer_classifier,
         layers=args.layers, kl_weight=args.kl_weight,
@@ -111,8 +116,7 @@ def run_train(args) -> int:
         mse_weight=args.mse_weight, alpha=args.alpha, alpha_range=tuple(args.alpha_range),
         quality=None if args.quality is None else args.quality / 100.0, steps=args.steps, crop=args.crop,
         batch=args.batch, lr=args.lr, seed=args.seed, ckpt_minutes=args.ckpt_minutes, val_every=args.val_every,
-        threads=args.threads, resume=args.resume, init=args.init, N=args.N, M=args.M,
-        lambda_min=args.lambda_range[0], lambda_max=args.lambda_range[1], levels=args.levels,
+        threads=args.threads, resume=args.resume, init=args.init, **shape,
         precision=args.precision, human_steps=args.human_steps,
         lr_drop_step=args.lr_drop_step, encoder_only=args.encoder_only,
         anchor=args.anchor, anchor_weight=args.anchor_weight, anchor_mode=args.anchor_mode,

@@ -47,11 +47,13 @@ def scale_table() -> Tensor:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    N: int = 128
-    M: int = 192
-    levels: int = 6
+    """The shape of a model; the defaults are the shipped models'. Weights files carry their own."""
+
+    N: int = 96  # channels of the transforms
+    M: int = 160  # channels of the latent
+    levels: int = 6  # gain anchors over the rate range
     cond_dim: int = 64
-    lambda_min: float = 2.0  # rate-distortion weight at quality 0
+    lambda_min: float = 0.5  # rate-distortion weight at quality 0: reaches ~0.1 bpp
     lambda_max: float = 160.0  # ... and at quality 100 (geometric in between)
 
     def to_dict(self) -> dict:

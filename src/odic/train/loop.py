@@ -62,11 +62,11 @@ class TrainConfig:
     threads: int | None = None
     resume: bool = False
     init: str | None = None  # start from these weights (a .pt checkpoint or exported weights)
-    N: int = 96
-    M: int = 160
-    lambda_min: float = 0.5  # rate-distortion weight at quality 0: reaches ~0.1 bpp
-    lambda_max: float = 160.0  # ... at quality 100
-    levels: int = 6  # gain anchors over the rate range (an --init model with fewer is re-sampled)
+    N: int = ModelConfig.N
+    M: int = ModelConfig.M
+    lambda_min: float = ModelConfig.lambda_min
+    lambda_max: float = ModelConfig.lambda_max
+    levels: int = ModelConfig.levels  # an --init model with a narrower range is re-sampled
     precision: str = "auto"  # "bf16": transforms and classifier under bf16 autocast; "auto" measures
     human_steps: int = 0  # the first steps train the human observer only (alpha = 0, no classifier)
     lr_drop_step: int | None = None  # from this step on the learning rate is lr * lr_drop
