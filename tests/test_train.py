@@ -480,3 +480,20 @@ def test_train_cli_refuses_an_unknown_precision(tiny_data, tmp_path, capsys):
     assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "p"), "--precision", "fp8"]) == 2
     assert "--precision must be one of auto, bf16, fp32" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def test_balanced_rates_give_every_image_the_same_pull():
+    from odic.train.loop import batch_loss
+
+    losses = torch.tensor([0.3, 4.0, 900.0], requires_grad=True)
+    batch_loss(losses, balance_rates=False).backward()
+    assert torch.allclose(losses.grad, torch.full((3,), 1 / 3))  # plain: the 900 image's gradient is 3000x larger
+    losses.grad = None
+    batch_loss(losses, balance_rates=True).backward()
+    assert torch.allclose(losses.grad * losses.detach(), torch.full((3,), 1 / 3))  # d(L_i)/L_i: equal relative pull
+
+
+def test_balanced_training_learns(tiny_data, tmp_path):
+    run = train(_cfg(tiny_data, tmp_path / "balanced", 40, balance_rates=True, lambda_min=0.1, lambda_max=5000.0))
+    losses = _losses(run)  # the log keeps the plain mean of lambda * D + bpp
+    assert sum(losses[-2:]) / 2 < 0.8 * sum(losses[:2]) / 2, losses

@@ -58,6 +58,9 @@ def register(sub) -> None:
     t.add_argument("--precision", default="auto", metavar="auto|bf16|fp32",
                    help="bf16: transforms and classifier under bf16 autocast, channels_last (entropy models "
                         "and losses in fp32); auto: bf16 where a start-up probe finds it faster")
+    t.add_argument("--balance-rates", action="store_true",
+                   help="divide each image's loss by its own value, so that every rate of a wide --lambda-range "
+                        "pulls on the weights alike (otherwise the highest rates dominate)")
     t.add_argument("--human-steps", type=int, default=0,
                    help="first steps on the human observer only (a colour/structure warm-up)")
     t.add_argument("--lr-drop-step", type=int, default=None, help="step from which the lr is multiplied by 0.1")
@@ -117,7 +120,7 @@ def run_train(args) -> int:
         quality=None if args.quality is None else args.quality / 100.0, steps=args.steps, crop=args.crop,
         batch=args.batch, lr=args.lr, seed=args.seed, ckpt_minutes=args.ckpt_minutes, val_every=args.val_every,
         threads=args.threads, resume=args.resume, init=args.init, **shape,
-        precision=args.precision, human_steps=args.human_steps,
+        precision=args.precision, balance_rates=args.balance_rates, human_steps=args.human_steps,
         lr_drop_step=args.lr_drop_step, encoder_only=args.encoder_only,
         anchor=args.anchor, anchor_weight=args.anchor_weight, anchor_mode=args.anchor_mode,
         progress=not args.no_progress and sys.stderr.isatty(),

@@ -68,6 +68,7 @@ class TrainConfig:
     lambda_max: float = ModelConfig.lambda_max
     levels: int = ModelConfig.levels  # an --init model with a narrower range is re-sampled
     precision: str = "auto"  # "bf16": transforms and classifier under bf16 autocast; "auto" measures
+    balance_rates: bool = False  # weigh each image by 1 / its loss: every rate counts alike (wide ranges)
     human_steps: int = 0  # the first steps train the human observer only (alpha = 0, no classifier)
     lr_drop_step: int | None = None  # from this step on the learning rate is lr * lr_drop
     lr_drop: float = 0.1
@@ -232,6 +233,17 @@ def decoder_anchor_distortion(model: OdicModel, anchor: OdicModel, x: torch.Tens
         target, _ = anchor.decode_rounded(y_s, z_s, qs, als)
     decoded, _ = model.decode_rounded(y_s, z_s, qs, als)
     return out.index_put((rows,), (decoded - target).pow(2).flatten(1).mean(1))  # both unclamped: 0 for a copy
+
+
+def batch_loss(per_image: torch.Tensor, balance_rates: bool) -> torch.Tensor:
+    """The mean of the images' ``lambda * D + bpp``, or, balanced, of each divided by its own value.
+
+    A batch mixes rates whose losses differ as much as their lambdas: with a range of 32000x the
+    top rates decide every update alone (runs/v14a lost quality at every rate, the top included).
+    Balanced, each image's gradient is ``grad(L_i) / L_i``: every rate pulls on the shared weights
+    alike, and each image still descends its own rate-distortion trade-off.
+    """
+    return (per_image / per_image.detach() if balance_rates else per_image).mean()
 
 
 def init_model_weights(model: OdicModel, path: str) -> None:
@@ -429,7 +441,8 @@ def train(cfg: TrainConfig) -> Path:
                 d["d_alpha"] = d["d_alpha"] + cfg.anchor_weight * a * anchor_distortion(
                     anchor, x, result["x_hat"], q, a, noise_state)
             bpp = rate_bpp(result["likelihoods"], x.shape[-2] * x.shape[-1])
-            loss = (lmbda_for(q, model.config) * d["d_alpha"] + bpp).mean()
+            per_image = lmbda_for(q, model.config) * d["d_alpha"] + bpp
+            loss = batch_loss(per_image, cfg.balance_rates)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             norm = nn.utils.clip_grad_norm_(trained, cfg.clip or float("inf"))
@@ -448,7 +461,7 @@ def train(cfg: TrainConfig) -> Path:
             step += 1
 
             if finite:  # the log averages the steps that were applied
-                for k, v in (("loss", loss), ("bpp", bpp.mean()), ("d_human", d["d_human"].mean()),
+                for k, v in (("loss", per_image.mean()), ("bpp", bpp.mean()), ("d_human", d["d_human"].mean()),
                              ("d_machine", d["d_machine"].mean()), ("aux", aux)):
                     acc[k] = acc.get(k, 0.0) + float(v.detach())
                 acc["_n"] = acc.get("_n", 0) + 1
