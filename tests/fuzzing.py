@@ -41,11 +41,28 @@ def with_crc(body: bytes) -> bytes:
     return body + struct.pack(">I", zlib.crc32(body))
 
 
+#: Values a hostile header puts into a field of 1, 2 or 4 bytes: the ends of each range and just past them.
+ABSURD_VALUES = {1: (0, 1, 2, 0x7F, 0xFF), 2: (0, 1, 10000, 10001, 0xFFFF), 4: (0, 1, 65535, 65536, 0xFFFFFFFF)}
+
+
+def header_fields(b: bytes | bytearray) -> list[tuple[int, int]]:
+    """(offset, size) of each fixed header field, following the model id length byte (docs/format.md)."""
+    n = b[7] if len(b) > 7 else 0
+    after_id = 8 + n + 8  # id, then the 8-byte weights hash
+    return [(4, 1), (5, 1), (6, 1), (7, 1), (after_id, 4), (after_id + 4, 4), (after_id + 8, 2),
+            (after_id + 10, 2), (after_id + 12, 2)]
+
+
 @dataclass
 class Mutation:
-    """One edit of a stream's bytes; ``pos`` is taken modulo the length."""
+    """One edit of a stream's bytes; ``pos`` is taken modulo the length.
 
-    kind: str  # flip | set | truncate | insert | delete | garbage
+    ``splice`` keeps the first ``pos`` bytes and continues with ``data`` (the tail of another
+    stream); ``field`` writes an absurd value (:data:`ABSURD_VALUES`, picked by ``value``) into the
+    header field number ``pos``.
+    """
+
+    kind: str  # flip | set | truncate | insert | delete | garbage | splice | field
     pos: int
     value: int = 0
     data: bytes = b""
@@ -53,7 +70,15 @@ class Mutation:
     def apply(self, b: bytearray) -> bytearray:
         n = len(b)
         p = self.pos % (n + 1)
-        if self.kind == "flip" and n:
+        if self.kind == "field":
+            fields = header_fields(b)
+            offset, size = fields[self.pos % len(fields)]
+            if offset + size <= n:
+                choices = ABSURD_VALUES[size]
+                b[offset : offset + size] = choices[self.value % len(choices)].to_bytes(size, "big")
+        elif self.kind == "splice":
+            b[p:] = self.data
+        elif self.kind == "flip" and n:
             b[p % n] ^= 1 << (self.value % 8)
         elif self.kind == "set" and n:
             b[p % n] = self.value % 256
