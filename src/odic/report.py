@@ -30,6 +30,8 @@ from typing import Any
 
 from PIL import Image
 
+from .options import OBSERVER_NAMES
+
 #: bpp of the side-by-side crops unless asked otherwise.
 DEFAULT_CROP_BPP = 0.25
 #: Crop shown for datasets without a classifier (the bench compressed whole images there).
@@ -174,7 +176,7 @@ def _alpha_of(label: str, summary: dict[str, Any]) -> float | None:
     for part in label.split(":")[1:]:
         if part.startswith("alpha="):
             value = part[len("alpha="):]
-            return {"human": 0.0, "machine": 1.0}.get(value, _num(value))
+            return OBSERVER_NAMES.get(value, _num(value))
     return 0.0
 
 
