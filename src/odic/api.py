@@ -54,7 +54,7 @@ class Codec:
         self.decodes = {(d["model_id"], bytes.fromhex(d["weights_hash"])) for d in decodes}
         self.device = torch.device(device)
         self.model.to(self.device)
-        self._observers: dict[str, Observer] = {}  # classifiers for refinement, loaded when first asked for
+        self._observers: dict[str | int, Observer] = {}  # refinement's classifiers by name or id(module)
         if threads:
             torch.set_num_threads(int(threads))
 
@@ -64,7 +64,7 @@ class Codec:
     # ------------------------------------------------------------------ single images
     def compress(self, image, quality: float | None = None, observer: float | str = 0.0, *,
                  bpp: float | None = None, size_bytes: int | None = None, tile: int | None = None,
-                 refine: int = 0, refine_classifier: str = DEFAULT_CLASSIFIER,
+                 refine: int = 0, refine_classifier: str | torch.nn.Module = DEFAULT_CLASSIFIER,
                  refine_shift: int | None = None) -> bytes:
         """Compress an image; give ``quality`` (0-100, default 50), or a target ``bpp`` or ``size_bytes``.
 
@@ -72,6 +72,9 @@ class Codec:
         observer (slower encoding, same decoder; see :mod:`odic.refine`); a machine share is
         scored with ``refine_classifier``, on random views shifted by up to ``refine_shift``
         pixels and mirrored when that is above 0 (None: :data:`odic.refine.DEFAULT_SHIFT`).
+        ``refine_classifier`` is an observer name (``odic.register_observer``, an installed
+        package's ``odic.observers`` entry point, or ``package.module:factory``) or the user's own
+        ``torch.nn.Module`` taking RGB in [0, 1]; it runs on this codec's device, a copy of a module.
         """
         mix = parse_observer(observer)
         if sum(v is not None for v in (quality, bpp, size_bytes)) > 1:

@@ -5,7 +5,9 @@
 * Machine: feature reconstruction on a frozen classifier (Weber et al. 2020 used VGG-16
   relu1_1 and relu5_1): for each chosen layer the squared feature difference divided by the mean
   squared feature of the original (so layers with large activations do not dominate), averaged
-  over layers; plus an optional KL divergence between the classifier's predictions.
+  over layers; plus an optional KL divergence between the classifier's predictions. An observer
+  without classes matches its layers (or, with none named, its output) alike; an embedding adds
+  ``1 - cosine similarity`` of its vectors instead of the KL (``Observer.kind``).
 * Scale: the machine term is multiplied by ``machine_scale`` so that both terms are comparable.
   It was calibrated on training crops degraded by blur and noise, where ``1 - MS-SSIM`` and the
   normalised feature loss of EfficientNet-Lite0 were measured side by side; their median ratio
@@ -22,9 +24,12 @@ import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
 from torch import Tensor
 
-from .observers import Observer
+from .observers import Observer, observer_kind
 
 DEFAULT_MACHINE_SCALE = 0.12
+#: Weight of an embedding's ``1 - cosine similarity``: on the scale of its normalised squared
+#: difference, which is ``2 (1 - cos)`` for vectors of equal length.
+COSINE_WEIGHT = 1.0
 
 
 def msssim_window(height: int, width: int) -> int:
@@ -53,25 +58,35 @@ def machine_distortion(
     kl_weight: float = 0.1,
     reference: tuple[Tensor, dict[str, Tensor]] | None = None,
 ) -> Tensor:
-    """Per-image normalised feature loss (+ KL of predictions) under a frozen ``observer``."""
+    """Per-image distance between what a frozen ``observer`` makes of ``x_hat`` and of ``x``.
+
+    The normalised feature loss of ``layers`` (default: the observer's feature layers; with none,
+    its output), plus for a classifier ``kl_weight`` times the KL divergence of its predictions
+    and for an embedding ``COSINE_WEIGHT`` times ``1 - cosine similarity``.
+    """
     layers = layers or observer.feature_layer_names
     if reference is None:
         with torch.no_grad():
             reference = observer(x, with_features=True)
-    ref_logits, ref_feats = reference
-    logits, feats = observer(x_hat, with_features=True)
+    ref_out, ref_feats = reference
+    out, feats = observer(x_hat, with_features=True)
+    pairs = [(feats[name], ref_feats[name]) for name in layers] if layers else [(out, ref_out)]
     terms = []
-    for name in layers:
-        ref = ref_feats[name].detach()
-        diff = (feats[name] - ref).pow(2).mean(dim=(1, 2, 3))
-        terms.append(diff / (ref.pow(2).mean(dim=(1, 2, 3)) + 1e-6))
+    for feat, ref in pairs:
+        ref = ref.detach()
+        dims = tuple(range(1, ref.ndim))
+        diff = (feat - ref).pow(2).mean(dim=dims)
+        terms.append(diff / (ref.pow(2).mean(dim=dims) + 1e-6))
     d = torch.stack(terms, dim=0).mean(dim=0)
-    if kl_weight:
+    kind = observer_kind(observer)
+    if kind == "classifier" and kl_weight:
         kl = F.kl_div(
-            F.log_softmax(logits, dim=1), F.log_softmax(ref_logits.detach(), dim=1),
+            F.log_softmax(out, dim=1), F.log_softmax(ref_out.detach(), dim=1),
             reduction="none", log_target=True,
         ).sum(dim=1)
         d = d + kl_weight * kl
+    elif kind == "embedding":
+        d = d + COSINE_WEIGHT * (1 - F.cosine_similarity(out, ref_out.detach(), dim=1))
     return d
 
 

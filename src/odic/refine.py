@@ -25,7 +25,7 @@ import math
 from typing import NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .losses import observer_distortion, rate_bpp
 from .model import OdicModel, lmbda_for
@@ -66,24 +66,29 @@ class Refinement(NamedTuple):
     shift: int = DEFAULT_SHIFT
 
 
-def refinement_for(steps, classifier: str, mix: float, shift: int | None, device: torch.device,
-                   loaded: dict[str, Observer]) -> Refinement:
+def refinement_for(steps, classifier: str | nn.Module, mix: float, shift: int | None, device: torch.device,
+                   loaded: dict[str | int, Observer]) -> Refinement:
     """Checked settings for :func:`refine_latents`, the classifier loaded once into ``loaded``.
 
-    A human-only mix (``mix`` 0) needs no classifier, so none is loaded or checked.
+    ``classifier`` is an observer name (registered, an installed entry point or a
+    ``package.module:factory`` path) or a module, kept in ``loaded`` under its name or its id()
+    (the observer holds the module, so the id stays its own). A human-only mix (``mix`` 0) needs
+    no classifier, so none is loaded or checked.
     """
     shift = DEFAULT_SHIFT if shift is None else shift
     check_refine(steps, shift)
     if steps == 0 or mix == 0:
         return Refinement(steps)
-    if classifier not in list_observers():
-        raise ValueError(f"unknown refine classifier {classifier!r}; known: {', '.join(list_observers())}")
-    if classifier not in loaded:
+    key = classifier if isinstance(classifier, str) else id(classifier)
+    if key not in loaded:
         try:
-            loaded[classifier] = create_observer(classifier, device)
+            loaded[key] = create_observer(classifier, device)
+        except KeyError:
+            raise ValueError(f"unknown refine classifier {classifier!r}; known: {', '.join(list_observers())}, "
+                             "or a package.module:factory path") from None
         except ObserverUnavailable as exc:
             raise ValueError(f"refine classifier {classifier!r} is unavailable: {exc}") from None
-    return Refinement(steps, loaded[classifier], shift)
+    return Refinement(steps, loaded[key], shift)
 
 
 def refine_latents(model: OdicModel, x: Tensor, quality_code: int, alpha_code: int, steps: int,

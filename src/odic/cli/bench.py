@@ -50,10 +50,12 @@ def register(sub: Any) -> None:
     b.add_argument("--codecs", default=None, metavar="SPEC,...",
                    help="comma-separated codec specs, NAME[:key=value...], e.g. hevc:chroma=420, "
                         "odic:alpha=1, jpeg:q=10/30/50 (default: " + ",".join(DEFAULT_CODECS) + "). "
-                        "hevc-raw, the BD-rate reference, is always added")
+                        "hevc-raw, the BD-rate reference, is always added. Your own refine classifier: "
+                        "odic:alpha=1:refine=50:refine_classifier=package.module.factory (dots: ':' separates "
+                        "options)")
     b.add_argument("--classifiers", default=None, metavar="NAME,...",
                    help="observers for the classification protocol, e.g. "
-                        "efficientnet_lite0,efficientnet_lite1 "
+                        "efficientnet_lite0,efficientnet_lite1, or your own model as package.module:factory "
                         "(default: none); run on labelled datasets and on folders marked ':classify'")
     b.add_argument("--out", required=True, metavar="DIR", help="results folder (created; reused to resume)")
     b.add_argument("--limit", type=int, default=None, metavar="N",
@@ -131,10 +133,30 @@ def _what_to_bench(args: argparse.Namespace) -> tuple[list[Any], list[str], list
     return [dataset], preset_codecs(args.preset, args.model, args.refine), list(preset.classifiers), limit
 
 
+def _check_classifiers(names: list[str]) -> None:
+    """Each of ``--classifiers`` must give logits (B, K): the protocol scores their top-1 and top-5.
+
+    A user's model registered without a kind is built once to see its output.
+    """
+    from odic.observers import create_observer, get_spec
+
+    for name in names:
+        try:
+            kind = get_spec(name).kind or create_observer(name).kind
+        except KeyError as exc:
+            raise ValueError(f"--classifiers: {exc.args[0]}") from None
+        if kind != "classifier":
+            raise ValueError(f"--classifiers: {name!r} is of kind {kind!r}; the bench scores top-1 agreement, "
+                             "which needs a classifier's logits (B, K)")
+
+
 def run_bench_command(args: argparse.Namespace) -> int:
     """Handler of ``odic bench``."""
     from odic.bench import BenchConfig, BenchError, DatasetError, run_bench
 
+    from .codec import import_from_cwd
+
+    import_from_cwd()
     try:
         at_bpp = tuple(float(t) for t in _split(args.at_bpp))
         if any(t <= 0 for t in at_bpp):
@@ -142,6 +164,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         if args.limit is not None and args.limit < 1:
             raise ValueError("--limit must be at least 1")
         datasets, codecs, classifiers, limit = _what_to_bench(args)
+        _check_classifiers(classifiers)
         cfg = BenchConfig(datasets=datasets, codecs=codecs, out=Path(args.out), classifiers=classifiers,
                           limit=limit, threads=args.threads,
                           device=args.device, at_bpp=at_bpp, plots=not args.no_plots,

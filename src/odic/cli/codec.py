@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..options import DEFAULT_CLASSIFIER
 from . import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, UsageError, fail
+
+if TYPE_CHECKING:
+    from ..observers import Observer
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm"}
 OUTPUT_FORMATS = {".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jpg", ".jpeg"}
@@ -48,8 +53,10 @@ def register(sub) -> None:
     c.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="fit each image's latents to the observer in STEPS optimisation steps: smaller files "
                         "or better quality, same decoder, ~0.6 s per step for 768x512 on 2 cores (default: 0)")
-    c.add_argument("--refine-classifier", default=DEFAULT_CLASSIFIER, metavar="NAME",
-                   help=f"classifier that scores a machine share while refining (default: {DEFAULT_CLASSIFIER})")
+    c.add_argument("--refine-classifier", default=DEFAULT_CLASSIFIER, metavar="NAME|PKG.MOD:FACTORY",
+                   help="classifier that scores a machine share while refining: a registered name, an installed "
+                        "package's odic.observers entry point, or your own model as package.module:factory "
+                        f"(a callable returning a torch.nn.Module; docs/api.md) (default: {DEFAULT_CLASSIFIER})")
     c.add_argument("--refine-shift", type=int, default=None, metavar="PX",
                    help="score a machine share on random views shifted by up to PX pixels and mirrored while "
                         "refining, so the latents fit what classifiers share (default: 8; 0 turns the views off)")
@@ -158,15 +165,13 @@ def run_compress(args) -> int:
         raise UsageError(f"--bpp must be positive, got {args.bpp}")
     if args.size is not None and args.size <= 0:
         raise UsageError(f"--size must be positive, got {args.size}")
-    from ..observers import list_observers
-
     if not 0 <= args.refine <= MAX_REFINE_STEPS:
         raise UsageError(f"--refine must be from 0 to {MAX_REFINE_STEPS} steps, got {args.refine}")
     if args.refine_shift is not None and not 0 <= args.refine_shift <= MAX_REFINE_SHIFT:
         raise UsageError(f"--refine-shift must be from 0 to {MAX_REFINE_SHIFT} pixels, got {args.refine_shift}")
-    if args.refine and observer > 0 and args.refine_classifier not in list_observers():
-        raise UsageError(f"--refine-classifier: unknown classifier {args.refine_classifier!r}; "
-                         f"known: {', '.join(list_observers())}")
+    refine_classifier = args.refine_classifier
+    if args.refine and observer > 0:  # built once, before any file: every image uses this one
+        refine_classifier = load_classifier("--refine-classifier", args.refine_classifier, args.device)
     files = _expand(args.inputs, IMAGE_SUFFIXES)
     targets = _targets(files, args.output, ".odic")
     codec = odic.load(args.model, device=args.device, threads=args.threads)
@@ -178,7 +183,7 @@ def run_compress(args) -> int:
             warnings.simplefilter("always", UserWarning)
             data = codec.compress(src, quality=args.quality, observer=observer, bpp=args.bpp,
                                   size_bytes=args.size, tile=args.tile, refine=args.refine,
-                                  refine_classifier=args.refine_classifier, refine_shift=args.refine_shift)
+                                  refine_classifier=refine_classifier, refine_shift=args.refine_shift)
         for w in caught:
             print(f"odic: warning: {w.message}", file=sys.stderr)
         write_bytes_atomic(dst, data, force=args.force)
@@ -186,6 +191,33 @@ def run_compress(args) -> int:
         return f"{src} -> {dst}: {info['bytes']} bytes, {info['bpp']:.4f} bpp"
 
     return _run_batch(files, targets, work, args.quiet)
+
+
+def import_from_cwd() -> None:
+    """Let a ``package.module:factory`` argument name a module in the current folder, as under ``python -m``.
+
+    Appended, so an installed package is never shadowed by a folder of the same name.
+    """
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+
+
+def load_classifier(flag: str, name: str, device: str) -> Observer:
+    """The observer ``name`` on ``device`` (a registered name, an entry point or ``package.module:factory``).
+
+    An unknown name, a path that does not import, a factory that fails or returns no module, or an
+    output of the wrong shape is a usage error naming ``flag``; missing weights are not (exit 1).
+    """
+    from ..observers import create_observer, list_observers
+
+    import_from_cwd()
+    try:
+        return create_observer(name, device)
+    except KeyError:
+        raise UsageError(f"{flag}: unknown classifier {name!r}; known: {', '.join(list_observers())}, "
+                         "or package.module:factory") from None
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
 
 
 def run_decompress(args) -> int:

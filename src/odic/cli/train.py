@@ -22,8 +22,9 @@ def register(sub) -> None:
                    help="validation folder (default: hold out --val-count training images)")
     t.add_argument("--val-count", type=int, default=24, help="training images held out when no --val")
     t.add_argument("--out", default="runs/default", metavar="RUN_DIR", help="run folder: checkpoints and logs")
-    t.add_argument("--observer-classifier", default=DEFAULT_CLASSIFIER, metavar="NAME",
-                   help="machine observer (see odic.observers.list_observers())")
+    t.add_argument("--observer-classifier", default=DEFAULT_CLASSIFIER, metavar="NAME|PKG.MOD:FACTORY",
+                   help="machine observer: a name of odic.observers.list_observers() or your own model as "
+                        "package.module:factory (docs/api.md, \"Compress for your own model\")")
     t.add_argument("--layers", nargs="+", default=None, metavar="LAYER",
                    help="observer feature layers for the machine loss (default: early and late)")
     t.add_argument("--kl-weight", type=float, default=0.1, help="weight of the KL term on the classifier outputs")
@@ -109,6 +110,10 @@ def run_train(args) -> int:
         raise UsageError("--levels must be at least 2")
     if args.anchor_weight < 0:
         raise UsageError("--anchor-weight must be >= 0")
+    if args.alpha != 0.0:  # the loop builds its own on its device; a wrong one is refused here, before any work
+        from .codec import load_classifier
+
+        load_classifier("--observer-classifier", args.observer_classifier, "cpu")
     shape = {k: v for k, v in (("N", args.N), ("M", args.M), ("levels", args.levels)) if v is not None}
     if args.lambda_range is not None:
         shape.update(lambda_min=args.lambda_range[0], lambda_max=args.lambda_range[1])

@@ -3,18 +3,22 @@
 ``alpha`` picks the observer (0 = human, 1 = machine, in between mixes); the setting is odic's
 quality parameter in [0, 100]. ``refine=N`` fits each image's latents to the observer in N steps
 (``refine_classifier`` scores a machine share, on random views shifted by up to ``refine_shift``
-pixels when given; see :mod:`odic.refine`). The file counts whole,
-header included.
+pixels when given; see :mod:`odic.refine`). ``refine_classifier`` is an observer name or the
+user's own model as ``package.module.factory`` (dots, since ``:`` separates a spec's options).
+The file counts whole, header included.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from .base import BenchCodec, CodecUnavailable, Setting, ensure_rgb, register_codec
+
+if TYPE_CHECKING:
+    from odic.observers import Observer
 
 
 @register_codec("odic")
@@ -55,6 +59,20 @@ class OdicCodec(BenchCodec):
         except Exception as exc:  # noqa: BLE001 - any load failure means this codec is unavailable
             raise CodecUnavailable(f"odic: cannot load model {self.model or 'default'!r}: {exc}") from exc
         self._version = getattr(odic, "__version__", "unknown")
+        # Built here, so that a wrong classifier fails the spec rather than every image; unused, the name.
+        self._classifier = self._load_classifier(device) if self.refine and self.alpha else self.refine_classifier
+
+    def _load_classifier(self, device: str) -> Observer:
+        from odic.observers import ObserverUnavailable, create_observer
+
+        try:
+            return create_observer(self.refine_classifier, device)
+        except KeyError as exc:
+            raise ValueError(f"odic: refine_classifier: {exc.args[0]}") from None
+        except ValueError as exc:
+            raise ValueError(f"odic: refine_classifier: {exc}") from None
+        except ObserverUnavailable as exc:
+            raise CodecUnavailable(f"odic: refine classifier {self.refine_classifier!r} is unavailable: {exc}") from exc
 
     @property
     def model_id(self) -> str:
@@ -63,7 +81,7 @@ class OdicCodec(BenchCodec):
 
     def encode(self, image: Image.Image, setting: Setting) -> bytes:
         return self._codec.compress(ensure_rgb(image), quality=float(setting), observer=self.alpha,
-                                    refine=self.refine, refine_classifier=self.refine_classifier,
+                                    refine=self.refine, refine_classifier=self._classifier,
                                     refine_shift=self.refine_shift)
 
     def decode(self, data: bytes) -> Image.Image:
