@@ -497,3 +497,16 @@ def test_balanced_training_learns(tiny_data, tmp_path):
     run = train(_cfg(tiny_data, tmp_path / "balanced", 40, balance_rates=True, lambda_min=0.1, lambda_max=5000.0))
     losses = _losses(run)  # the log keeps the plain mean of lambda * D + bpp
     assert sum(losses[-2:]) / 2 < 0.8 * sum(losses[:2]) / 2, losses
+
+
+def test_the_bf16_wrapper_keeps_the_observers_kind():
+    from torch import nn
+
+    from odic.observers import create_observer, observer_kind, register_observer
+    from odic.train.precision import AutocastObserver, Precision
+
+    torch.manual_seed(0)
+    embed = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    register_observer("test-train-embedding", embed, kind="embedding", input_size=32, overwrite=True)
+    wrapped = AutocastObserver(create_observer("test-train-embedding"), Precision("bf16", torch.device("cpu")))
+    assert observer_kind(wrapped) == "embedding"  # so the loss matches its cosine, not a KL of "logits"

@@ -274,11 +274,8 @@ class Observer(nn.Module):
 
 
 def observer_kind(observer: nn.Module) -> str:
-    """What ``observer`` returns: its ``kind``, else that of the observer a wrapper holds as ``.observer``
-    (training's autocast wrapper), else "classifier" (any module giving logits, as before kinds)."""
-    inner = getattr(observer, "observer", None)
-    kind = getattr(observer, "kind", None) or (observer_kind(inner) if isinstance(inner, nn.Module) else None)
-    return kind or "classifier"
+    """What ``observer`` returns: its ``kind``, else "classifier" (any module giving logits, as before kinds)."""
+    return getattr(observer, "kind", None) or "classifier"
 
 
 def create_observer(observer: str | nn.Module, device: str | torch.device = "cpu") -> Observer:

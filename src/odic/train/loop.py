@@ -27,7 +27,7 @@ from torch import nn
 
 from ..losses import DEFAULT_MACHINE_SCALE, observer_distortion, rate_bpp
 from ..model import ModelConfig, OdicModel, lmbda_for
-from ..observers import create_observer
+from ..observers import create_observer, observer_kind
 from ..options import DEFAULT_CLASSIFIER
 from .checkpoint import load_training_state, save_training_state
 from .data import CropSampler, list_images, load_images
@@ -285,6 +285,8 @@ def validate(model: OdicModel, observer, images: torch.Tensor, points) -> list[d
 
     model.eval()
     rows = []
+    if observer is not None and observer_kind(observer) != "classifier":
+        observer = None  # top-1 agreement means nothing for an embedding or a feature extractor
     ref_top1 = observer(images).argmax(1) if observer is not None else None
     for q, a in points:
         qs = torch.full((images.shape[0],), q)

@@ -94,6 +94,10 @@ class AutocastObserver(nn.Module):
     def feature_layer_names(self) -> list[str]:
         return self.observer.feature_layer_names
 
+    @property
+    def kind(self) -> str:
+        return self.observer.kind
+
     def forward(self, x: Tensor, with_features: bool = False):
         with self.precision.autocast():
             out = self.observer(self.precision.batch(x), with_features=with_features)
