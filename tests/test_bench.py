@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +163,7 @@ def test_tiny_bench_writes_documented_files(tiny_bench) -> None:
     assert len(rows) == (3 + 3 + 6) * 4
     for r in rows:
         assert float(r["bpp"]) == pytest.approx(int(r["bytes"]) * 8 / (int(r["width"]) * int(r["height"])))
-        assert float(r["encode_s"]) >= 0 and float(r["decode_s"]) >= 0
+        assert 0 < float(r["encode_s"]) < 60 and 0 < float(r["decode_s"]) < 60  # measured, not a placeholder
     assert {r["crop"] for r in rows if r["dataset"] == "labelled"} == {"256"}
 
     on_disk = json.loads((out / "summary.json").read_text())
@@ -171,7 +172,8 @@ def test_tiny_bench_writes_documented_files(tiny_bench) -> None:
                 "reference_codec", "protocol", "codecs", "odic_model_ids", "skipped_codecs", "classifiers",
                 "notes", "datasets", "plots"):
         assert key in on_disk, key
-    assert "bpg" in on_disk["skipped_codecs"] or "bpg" in on_disk["codecs"]
+    bpg_installed = bool(shutil.which("bpgenc") and shutil.which("bpgdec"))
+    assert ("bpg" in on_disk["codecs"]) == bpg_installed and ("bpg" in on_disk["skipped_codecs"]) != bpg_installed
     assert on_disk["codecs"]["jpeg"]["version"].startswith("libjpeg-turbo")
     ds = on_disk["datasets"]["labelled"]
     assert ds["crops"] == {"efficientnet_lite0": 256} and ds["primary_crop"] == 256

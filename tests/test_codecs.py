@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from skimage import data as photos
 
 from odic.codecs import (
     BenchCodec,
@@ -26,8 +27,7 @@ CLASSICAL = ["jpeg", "jpeg:chroma=444", "webp", "jpeg2000", "hevc", "hevc:chroma
 @pytest.fixture(scope="module")
 def image() -> Image.Image:
     """A 72x56 photo crop (multiples of 8, not of 16/64) so padding paths are exercised."""
-    data = pytest.importorskip("skimage.data")
-    return Image.fromarray(data.astronaut()).crop((180, 60, 252, 116))
+    return Image.fromarray(photos.astronaut()).crop((180, 60, 252, 116))
 
 
 def _psnr(a: Image.Image, b: Image.Image) -> float:
@@ -41,7 +41,9 @@ def test_round_trip_and_truthful_bytes(spec: str, image: Image.Image, tmp_path) 
     assert isinstance(codec, BenchCodec) and codec.settings
     setting = codec.settings[-2]  # settings rise in rate: a mid-high rate
     data = codec.encode(image, setting)
-    assert isinstance(data, bytes) and len(data) > 0
+    assert isinstance(data, bytes)
+    # A lossy file of a photo at a mid-high rate: measured 0.7-2.4 bpp here, far below raw RGB's 24.
+    assert 0.25 < len(data) * 8 / (image.width * image.height) < 8
     # The bytes are the whole file: written to disk and read back they decode to the same image.
     path = tmp_path / "file.bin"
     path.write_bytes(data)
@@ -50,7 +52,10 @@ def test_round_trip_and_truthful_bytes(spec: str, image: Image.Image, tmp_path) 
     assert out.mode == "RGB" and out.size == image.size
     assert _psnr(image, out) > 20
     header = codec.header_bytes(data)
-    assert header is None or 0 <= header < len(data)
+    if type(codec).header_bytes is not BenchCodec.header_bytes:  # it parses its own container: it must find it
+        assert header is not None and 0 < header < len(data)
+    else:
+        assert header is None
     info = codec.info()
     assert info["name"] == codec.name and info["version"] and info["settings"]
 
@@ -121,17 +126,15 @@ def test_bpg_round_trip(image: Image.Image) -> None:
 
 
 def test_odic_adapter_uses_public_api(image: Image.Image) -> None:
-    pytest.importorskip("odic.api")
-    try:
-        human = codec_from_spec("odic:alpha=0")
-        machine = codec_from_spec("odic:alpha=machine")
-    except CodecUnavailable as exc:
-        pytest.skip(str(exc))
+    """The bundled model ships in the package: failing to load it is a failure here, never a skip."""
+    human = codec_from_spec("odic:alpha=0")
+    machine = codec_from_spec("odic:alpha=machine")
     assert human.alpha == 0.0 and machine.alpha == 1.0
     assert human.model_id and human.info()["options"]["model"] == human.model_id
     data = human.encode(image, 50)
     out = human.decode(data)
     assert out.size == image.size and out.mode == "RGB"
+    assert _psnr(image, out) > 20  # measured 26.6 dB at 0.97 bpp with odic-base
     assert machine.encode(image, 50) != data  # the observer travels in the stream
     with pytest.raises(ValueError):
         codec_from_spec("odic:alpha=2")

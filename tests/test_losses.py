@@ -49,6 +49,7 @@ def test_mixed_interpolates(images, lite0):
     with torch.no_grad():
         parts = [observer_distortion(images, x_hat, torch.full((2,), a), lite0) for a in (0.0, 0.5, 1.0)]
     h, m = parts[0]["d_human"], parts[2]["d_machine"]
+    assert (h > 0).all() and (m > 0).all()  # the reconstruction differs: both observers see it
     assert torch.allclose(parts[0]["d_alpha"], h)
     assert torch.allclose(parts[2]["d_alpha"], m)
     assert torch.allclose(parts[1]["d_alpha"], 0.5 * h + 0.5 * m, atol=1e-6)

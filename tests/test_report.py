@@ -68,7 +68,7 @@ def test_report_loads_in_headless_chromium(chromium, report_path, tmp_path) -> N
     assert page.errors == [], page.errors
     assert page.title.startswith("odic bench report")
     # rd + accuracy + trade-off plots, then original + 4 codecs for the one image.
-    assert len(page.images) >= 8, page.images
+    assert len(page.images) == 8, page.images
     undecoded = [i for i in page.images if not (i["complete"] and i["naturalWidth"] > 0)]
     assert undecoded == [], undecoded
     shot = Image.open(io.BytesIO(page.screenshot))
@@ -81,6 +81,11 @@ def test_report_is_self_contained_and_complete(report_path) -> None:
     page = report_path.read_text(encoding="utf-8")
     srcs = re.findall(r'src="([^"]*)"', page)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    # Exactly the three plots, then the original and each of the four codecs for the one crop.
+    assert re.findall(r'<img[^>]*alt="([^"]*)"', page) == [
+        "Rate-distortion tiny", "Rate-accuracy tiny", "Trade-off frontier (human vs machine at equal rate) tiny",
+        "original", "odic human (α=0)", "odic machine (α=1)", "HEVC (hevc-raw)", "JPEG (jpeg)"]
+    assert len(srcs) == 8
     assert not re.search(r'(href|src)="(https?:)?//', page)
     assert "<script" not in page
     for text in ("Rate-distortion", "Rate-accuracy", "Trade-off frontier", "at 0.25 bpp", "BD-rate",
