@@ -210,11 +210,9 @@ def test_package_reexport_is_not_a_cycle_but_taking_a_name_back_is(tmp_path: Pat
 
 
 def test_relative_imports_resolve_from_packages_and_modules(tmp_path: Path) -> None:
-    graph = _package(tmp_path, {
-        "__init__.py": "",
-        "util.py": "",
-        "a/__init__.py": "from ..util import x\nfrom . import b\n",
-        "a/b.py": "from ..util import x\n\nclass C:\n    def f(self):\n        from .. import util\n",
-    })
+    package = dict.fromkeys(["__init__.py", "util.py"], "")
+    package["a/__init__.py"] = "from ..util import x\nfrom . import b\n"  # from a package: its parent is ..
+    package["a/b.py"] = "from ..util import x\n\nclass C:\n    def f(self):\n        from .. import util\n"
+    graph = _package(tmp_path, package)
     assert graph["pkg.a"] == {"pkg.util", "pkg.a.b"}
     assert graph["pkg.a.b"] == {"pkg.util"}
