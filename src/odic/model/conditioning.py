@@ -21,6 +21,8 @@ from torch import Tensor, nn
 from ..bitstream import ALPHA_CODE_MAX, QUALITY_CODE_MAX
 
 GAIN_FRAC_BITS = 16
+#: Smallest gain: a channel whose gain is clamped here is switched off at that rate.
+GAIN_FLOOR = 1e-3
 
 
 class GainTable(nn.Module):
@@ -33,7 +35,7 @@ class GainTable(nn.Module):
         self.gains = nn.Parameter(init_t.expand(levels, 2, channels).clone().contiguous())
 
     def positive(self) -> Tensor:
-        return self.gains.clamp_min(1e-3)
+        return self.gains.clamp_min(GAIN_FLOOR)
 
     def forward(self, q: Tensor, alpha: Tensor) -> Tensor:
         """Float interpolation for training: ``q`` and ``alpha`` of shape (B,) -> gains (B, C, 1, 1)."""

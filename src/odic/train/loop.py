@@ -161,13 +161,12 @@ def load_anchor(path: str, device: torch.device) -> tuple[OdicModel, str]:
     return anchor.to(device).eval().requires_grad_(False), digest.hex()
 
 
-def check_same_anchor(ckpt_path: Path, anchor_hash: str | None) -> None:
-    """Refuse to resume a run with other anchor weights than it was trained with.
+def check_same_anchor(ckpt_path: Path, saved: dict, anchor_hash: str | None) -> None:
+    """Refuse to resume a run with other anchor weights than it was trained with (``saved``: its config).
 
     A run anchored to the bundled default (``src/odic/weights/odic-base.pt``) would otherwise be
     pulled towards whatever model a release put under that path, without a word.
     """
-    saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("config", {})
     if "anchor_weights_hash" not in saved:  # written before the hash was recorded: nothing to compare
         return
     was = saved["anchor_weights_hash"]
@@ -336,8 +335,11 @@ def train(cfg: TrainConfig) -> Path:
     anchor, anchor_hash = None, None
     if cfg.anchor and cfg.anchor_weight > 0:  # loaded on the CPU first: checked before anything else is loaded
         anchor, anchor_hash = load_anchor(cfg.anchor, torch.device("cpu"))
-    if cfg.resume and ckpt_path.exists():
-        check_same_anchor(ckpt_path, anchor_hash)
+    # The resumed run's own config, read once: its anchor and the precision it measured.
+    saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("config", {}) \
+        if cfg.resume and ckpt_path.exists() else None
+    if saved is not None:
+        check_same_anchor(ckpt_path, saved, anchor_hash)
     device = _setup_distributed()
     rank, world = _dist_info()
     if cfg.threads:
@@ -375,8 +377,8 @@ def train(cfg: TrainConfig) -> Path:
         anchor = anchor.to(device)
     probe_batch = torch.rand(cfg.batch, 3, cfg.crop, cfg.crop, generator=torch.Generator().manual_seed(0))
     asked = cfg.precision
-    if asked == "auto" and cfg.resume and ckpt_path.exists():  # a resumed run keeps what it measured
-        asked = torch.load(ckpt_path, map_location="cpu", weights_only=False)["config"].get("precision_used", "auto")
+    if asked == "auto" and saved is not None:  # a resumed run keeps what it measured
+        asked = saved.get("precision_used", "auto")
     chosen = resolve_precision(asked, model, probe_batch.to(device))
     if world > 1:  # every rank runs what rank 0 measured
         flag = torch.tensor([chosen == "bf16"], dtype=torch.int32, device=device)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..model import ModelConfig
+from ..model.conditioning import GAIN_FLOOR
 
 GAIN_PAIRS = (("gain", "inv_gain"), ("hyper_gain", "inv_hyper_gain"))
 EMBED_INPUT = "embed.net.0"  # the Linear layer that reads (q, alpha)
@@ -40,10 +41,10 @@ def resample_pair(gain: Tensor, inverse: Tensor, positions: Tensor) -> tuple[Ten
     the quantisation gets finer or coarser.
     """
     last = gain.shape[0] - 1
-    log_g, log_i = gain.double().clamp_min(1e-3).log(), inverse.double().clamp_min(1e-3).log()
+    log_g, log_i = gain.double().clamp_min(GAIN_FLOOR).log(), inverse.double().clamp_min(GAIN_FLOOR).log()
 
     def end_slope(a: int, b: int) -> Tensor:
-        live = (gain[a] > 1e-3) & (gain[b] > 1e-3)
+        live = (gain[a] > GAIN_FLOOR) & (gain[b] > GAIN_FLOOR)
         ratios = [(log_g[b, o] - log_g[a, o])[live[o]].median() for o in range(gain.shape[1])]
         return torch.stack(ratios).view(-1, 1)
 
