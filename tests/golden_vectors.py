@@ -80,3 +80,30 @@ def write_vectors(codec: odic.Codec, out: Path) -> None:
             "pixels_sha256": hashlib.sha256(np.asarray(img).tobytes()).hexdigest(),
         }
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def redecode_pixels(codec: odic.Codec, out: Path) -> int:
+    """Rewrite the decoded PNGs and pixel digests of ``out`` from its streams, which stay as they are.
+
+    For a change of the decoder's arithmetic (its kernels, not the format): the latents must not
+    move, and the pixels may move by one level at most, both checked here before anything is written.
+    Returns how many vectors' pixels changed.
+    """
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    changed = 0
+    for name, expected in manifest["vectors"].items():
+        data = (out / f"{name}.odic").read_bytes()
+        if latent_digest(codec._codec_for(unpack(data).header), data) != expected["latents_sha256"]:
+            raise SystemExit(f"{out.name}/{name}: the latents changed; that is a format change, not a decoder one")
+        img = codec.decompress(data)
+        got, ref = np.asarray(img).astype(int), np.asarray(Image.open(out / f"{name}.png")).astype(int)
+        if got.shape != ref.shape or np.abs(got - ref).max() > 1:
+            raise SystemExit(f"{out.name}/{name}: pixels moved by more than one level")
+        digest = hashlib.sha256(np.asarray(img).tobytes()).hexdigest()
+        if digest != expected["pixels_sha256"]:
+            changed += 1
+            img.save(out / f"{name}.png")
+            expected["pixels_sha256"] = digest
+    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+    return changed

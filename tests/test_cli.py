@@ -9,6 +9,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -70,6 +71,29 @@ def test_folder_and_several_files(tmp_path):
     back = tmp_path / "back"
     assert main(["decompress", str(dst), "-o", str(back), "-q"]) == 0
     assert len(list(back.glob("*.png"))) == 3
+
+
+def test_folder_decodes_in_parallel_to_the_pixels_of_one_at_a_time(tmp_path, capsys):
+    """``odic decompress DIR`` decodes several files at once; each gets its own pixels, failures by name."""
+    import odic
+
+    src = tmp_path / "in"
+    src.mkdir()
+    codec = odic.load()
+    for i in range(4):
+        (src / f"im{i}.odic").write_bytes(codec.compress(Image.fromarray(smooth_image(40 + 8 * i, 56, i)), quality=60))
+    (src / "im2.odic").write_bytes((src / "im2.odic").read_bytes()[:-9] + b"broken!!!")
+    back = tmp_path / "back"
+    capsys.readouterr()
+    assert main(["decompress", str(src), "-o", str(back), "--threads", "2"]) == 3
+    captured = capsys.readouterr()
+    decoded = [line.split(" -> ")[0] for line in captured.out.splitlines()]
+    assert decoded == [str(src / f"im{i}.odic") for i in (0, 1, 3)]
+    assert "im2.odic" in captured.err and len(captured.err.strip().splitlines()) == 1
+    for i in (0, 1, 3):
+        single = np.asarray(codec.decompress((src / f"im{i}.odic").read_bytes()))
+        assert np.array_equal(np.asarray(Image.open(back / f"im{i}.png")), single)
+    assert not (back / "im2.png").exists()
 
 
 def test_models_lists_the_installed_models(capsys):

@@ -1,37 +1,14 @@
-"""The decoder's rewrites (sub-pixel convolutions, in-place GDN and FiLM) compute the training graph's function."""
+"""The decoder's in-place GDN and FiLM compute the training graph's function."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from compressai.layers import GDN
-from compressai.models.utils import deconv
 
 from odic.model import ModelConfig, OdicModel
 from odic.model.conditioning import FiLM
-from odic.model.fast_synthesis import film_inplace, gdn_inplace, run_synthesis, subpixel_deconv
-
-
-@pytest.mark.parametrize("cin,cout", [(24, 16), (16, 3)])
-def test_subpixel_equals_transposed_conv(cin, cout):
-    torch.manual_seed(0)
-    layer = deconv(cin, cout).double()
-    x = torch.randn(2, cin, 5, 7, dtype=torch.float64)
-    assert torch.allclose(subpixel_deconv(x, layer), layer(x), atol=1e-12)
-
-
-def test_rearranged_weights_follow_parameter_changes():
-    """The sub-pixel weights are cached per layer; an in-place change to the parameters rebuilds them."""
-    torch.manual_seed(1)
-    layer = deconv(24, 16).double()
-    x = torch.randn(1, 24, 4, 6, dtype=torch.float64)
-    subpixel_deconv(x, layer)
-    with torch.no_grad():
-        layer.weight.mul_(-2.0)
-        layer.bias.add_(1.0)
-    assert torch.allclose(subpixel_deconv(x, layer), layer(x), atol=1e-12)
-    layer.load_state_dict(deconv(24, 16).double().state_dict())
-    assert torch.allclose(subpixel_deconv(x, layer), layer(x), atol=1e-12)
+from odic.model.fast_synthesis import film_inplace, gdn_inplace, run_synthesis
 
 
 def test_synthesis_matches_training_graph():
@@ -78,8 +55,3 @@ def test_synthesis_leaves_its_input_alone():
     before = y.clone()
     run_synthesis(model.g_s, y, model.embed(torch.tensor([0.5]), torch.tensor([0.0])))
     assert torch.equal(y, before)
-
-
-def test_unsupported_deconv_is_refused():
-    with pytest.raises(ValueError, match="sub-pixel"):
-        subpixel_deconv(torch.zeros(1, 4, 3, 3), torch.nn.ConvTranspose2d(4, 4, 3, stride=2))

@@ -8,14 +8,7 @@
     data = codec.compress(img, bpp=0.25, observer="machine", refine=50, refine_classifier="mine")
 """
 
-import os as _os
 import warnings as _warnings
-
-# Decoded pixels must not depend on the thread count. Decoding runs without oneDNN
-# (model/guards.py), and PyTorch's fallback convolution calls MKL's sgemm, which splits small
-# products differently for 1 and 2 threads unless MKL runs in strict conditional-numerical-
-# reproducibility mode. MKL reads this on its first call, so it must be set before any decode.
-_os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 # CompressAI calls torch.jit.script at import; the deprecation note is noise for odic users.
 _warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)

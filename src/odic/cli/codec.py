@@ -112,9 +112,11 @@ def _configure(args) -> None:
         set_max_pixels(args.max_pixels)
 
 
-def _run_batch(files, targets, work, quiet: bool) -> int:
-    """Run ``work(src, dst)`` per file; report failures by name and keep going."""
-    failures = 0
+def _run_batch(files, targets, work, quiet: bool, parallel: bool = False) -> int:
+    """Run ``work(src, dst)`` per file; report failures by name and keep going.
+
+    ``parallel``: several files at once, one thread each (``odic.parallel``), reported in order.
+    """
     progress = None
     if not quiet and len(files) > 1 and sys.stderr.isatty():
         from rich.progress import Progress
@@ -122,19 +124,34 @@ def _run_batch(files, targets, work, quiet: bool) -> int:
         progress = Progress(transient=True)
         progress.start()
         task = progress.add_task("odic", total=len(files))
-    try:
-        for src, dst in zip(files, targets, strict=True):
-            try:
-                if dst.resolve() == src.resolve():
-                    raise FileExistsError(f"{dst}: output would overwrite the input")
-                msg = work(src, dst)
-                if msg and not quiet:
-                    print(msg)
-            except Exception as exc:  # noqa: BLE001 - every failure is reported by file name
-                failures += 1
-                fail(f"{src}: {_one_line(exc)}")
+
+    def attempt(pair: tuple[Path, Path]) -> tuple[str | None, BaseException | None]:
+        src, dst = pair
+        try:
+            if dst.resolve() == src.resolve():
+                raise FileExistsError(f"{dst}: output would overwrite the input")
+            return work(src, dst), None
+        except Exception as exc:  # noqa: BLE001 - every failure is reported by file name
+            return None, exc
+        finally:
             if progress:
                 progress.advance(task)
+
+    pairs = list(zip(files, targets, strict=True))
+    try:
+        if parallel:
+            from ..parallel import map_single_threaded
+
+            results = map_single_threaded(attempt, pairs)
+        else:
+            results = map(attempt, pairs)
+        failures = 0
+        for (src, _dst), (msg, exc) in zip(pairs, results, strict=True):
+            if exc is not None:
+                failures += 1
+                fail(f"{src}: {_one_line(exc)}")
+            elif msg and not quiet:
+                print(msg)
     finally:
         if progress:
             progress.stop()
@@ -243,7 +260,7 @@ def run_decompress(args) -> int:
         atomic_write(dst, lambda tmp: img.save(tmp, format=fmt or dst.suffix[1:].upper()), force=args.force)
         return f"{src} -> {dst}: {img.width}x{img.height} {img.mode}"
 
-    return _run_batch(files, targets, work, args.quiet)
+    return _run_batch(files, targets, work, args.quiet, parallel=True)
 
 
 def run_info(args) -> int:

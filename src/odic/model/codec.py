@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ..bitstream import ALPHA_CODE_MAX, MODEL_STRIDE, QUALITY_CODE_MAX, FormatError
 from ..entropy import HyperSynthesis, from_fixed, scale_indexes_fixed, to_fixed
-from . import guards
+from . import guards, rans
 from .conditioning import (
     GAIN_FRAC_BITS,
     ConditionalSequential,
@@ -37,6 +37,7 @@ from .conditioning import (
     GainTable,
 )
 from .fast_synthesis import run_synthesis
+from .strips import synthesize_in_strips
 
 SCALES_MIN, SCALES_MAX, SCALES_LEVELS = 0.11, 256.0, 64
 
@@ -227,7 +228,8 @@ class OdicModel(CompressionModel):
         z_strings = self.entropy_bottleneck.compress(z_s)
         z_hat_s = self.entropy_bottleneck.decompress(z_strings, z_s.shape[-2:])
         indexes, means = self.entropy_parameters(z_hat_s, quality_code, alpha_code)
-        y_strings = self.gaussian_conditional.compress(y_s.float().cpu(), indexes, means=means)
+        symbols = torch.round(y_s.float().cpu() - means)  # CompressAI's quantize(..., "symbols", means)
+        y_strings = [rans.encode(self.gaussian_conditional, s, i) for s, i in zip(symbols, indexes, strict=True)]
         return {"strings": [y_strings, z_strings], "shape": tuple(z_s.shape[-2:])}
 
     @torch.no_grad()
@@ -251,10 +253,12 @@ class OdicModel(CompressionModel):
             if eb.compress(z_hat) != z_strings:
                 raise FormatError("corrupted entropy-coded data (z string does not re-encode to itself)")
             indexes, means = self.entropy_parameters(z_hat, quality_code, alpha_code)
-            y_hat = gc.decompress(guards.padded(y_strings, indexes[0].numel()), indexes, means=means)
-            guards.check_symbol_range(y_hat - means, "y")
-            if gc.compress(y_hat, indexes, means=means) != y_strings:
+            (y_string,) = y_strings
+            symbols = rans.decode(gc, guards.padded([y_string], indexes[0].numel())[0], indexes[0])
+            guards.check_symbol_range(symbols, "y")
+            if rans.encode(gc, symbols, indexes[0]) != y_string:
                 raise FormatError("corrupted entropy-coded data (y string does not re-encode to itself)")
+            y_hat = symbols[None].to(means.dtype) + means
         except FormatError:
             raise
         except (RuntimeError, ValueError, IndexError, OverflowError) as exc:
@@ -266,13 +270,17 @@ class OdicModel(CompressionModel):
                    device: str | torch.device = "cpu") -> Tensor:
         """Decoder transform from entropy-decoded (gained) latents; returns x_hat clamped to [0, 1].
 
-        On the CPU it runs without oneDNN, so the pixels do not depend on the thread count.
+        On the CPU it runs in fixed strips of one thread each (:mod:`.strips`), so the pixels do
+        not depend on the thread count.
         """
         device = torch.device(device)
         q, a = self.condition_tensors(quality_code, alpha_code, y_hat_s.shape[0], device)
         y_hat = y_hat_s.to(device) * self.inv_gain(q, a)
-        with guards.deterministic_kernels(device):
-            x_hat = run_synthesis(self.g_s, y_hat, self.embed(q, a))
+        cond = self.embed(q, a)
+        if device.type == "cpu":
+            x_hat = synthesize_in_strips(self.g_s, y_hat, cond)
+        else:
+            x_hat = run_synthesis(self.g_s, y_hat, cond)
         if not torch.isfinite(x_hat).all():
             raise FormatError("corrupted entropy-coded data (decoded values are not finite)")
         return x_hat.clamp_(0, 1)

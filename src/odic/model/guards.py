@@ -1,4 +1,4 @@
-"""What makes decoding a hostile stream safe: bounded rANS reads, bounded symbols, fixed kernels.
+"""What makes decoding a hostile stream safe: bounded rANS reads and bounded symbols.
 
 A valid CRC proves nothing against an attacker, and CompressAI's rANS decoder reads its input
 without bounds checks. :meth:`odic.model.OdicModel.decompress` uses these guards so that any
@@ -8,11 +8,6 @@ crash, a hang, or a silent garbage image.
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Iterator
-
-import torch
 from torch import Tensor
 
 from ..bitstream import FormatError
@@ -24,7 +19,8 @@ MAX_SYMBOL = 1 << 20
 
 
 def check_symbol_range(symbols: Tensor, name: str) -> None:
-    if symbols.numel() and not bool((symbols.abs() <= MAX_SYMBOL).all()):  # NaN fails too
+    # float64: |int32 min| would overflow back to a negative int32 and pass; NaN fails too
+    if symbols.numel() and not bool((symbols.double().abs() <= MAX_SYMBOL).all()):
         raise FormatError(f"corrupted entropy-coded data ({name} symbols out of range)")
 
 
@@ -43,26 +39,3 @@ def rans_padding(nbytes: int, symbols: int) -> int:
 
 def padded(strings: list[bytes], symbols_per_string: int) -> list[bytes]:
     return [s + bytes(rans_padding(len(s), symbols_per_string)) for s in strings]
-
-
-@contextlib.contextmanager
-def deterministic_kernels(device: torch.device) -> Iterator[None]:
-    """Disable oneDNN on the CPU for the block.
-
-    oneDNN's convolutions split the reduction by thread count, so 1 and 2 threads could decode a
-    pixel one grey level apart; the plain kernels give the same pixels for any thread count
-    (scripts/determinism_check.py).
-    """
-    if device.type != "cpu":
-        yield
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # oneDNN's TF32 notice when toggling the flag
-        ctx = torch.backends.mkldnn.flags(enabled=False)
-        ctx.__enter__()
-    try:
-        yield
-    finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            ctx.__exit__(None, None, None)

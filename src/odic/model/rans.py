@@ -1,0 +1,48 @@
+"""CompressAI's rANS coder for the latent y, with its tables handed over once instead of every call.
+
+Why: ``GaussianConditional.compress``/``decompress`` convert the whole CDF table (64 x ~3000
+entries) and every index to Python lists on each call, and build the decoded tensor from a Python
+list: together more than the rANS coding itself (measured in docs/reliability.md, "Where a decode
+spends its time"). The coder, the tables and the bytes are CompressAI's, so streams are unchanged.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+import torch
+from compressai.entropy_models import GaussianConditional
+from torch import Tensor
+
+#: Per entropy model: (key of the table tensors it was made from, (cdf, lengths, offsets) as lists).
+_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _tables(gc: GaussianConditional) -> tuple[list, list, list]:
+    """The CDF tables as lists, rebuilt when ``gc.update()`` replaced them."""
+    tensors = (gc._quantized_cdf, gc._cdf_length, gc._offset)
+    key = tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in tensors)
+    hit = _TABLES.get(gc)
+    if hit is None or hit[0] != key:
+        hit = (key, (gc._quantized_cdf.tolist(), gc._cdf_length.reshape(-1).int().tolist(),
+                     gc._offset.reshape(-1).int().tolist()))
+        _TABLES[gc] = hit
+    return hit[1]
+
+
+def _as_list(t: Tensor) -> list[int]:
+    return t.reshape(-1).to(torch.int32).cpu().numpy().tolist()
+
+
+def encode(gc: GaussianConditional, symbols: Tensor, indexes: Tensor) -> bytes:
+    """One image's integer symbols (``round(y - means)``) with their CDF indexes -> rANS bytes."""
+    cdf, lengths, offsets = _tables(gc)
+    return gc.entropy_coder.encode_with_indexes(_as_list(symbols), _as_list(indexes), cdf, lengths, offsets)
+
+
+def decode(gc: GaussianConditional, string: bytes, indexes: Tensor) -> Tensor:
+    """Inverse of :func:`encode`: int32 symbols shaped like ``indexes`` (``string`` padded by the caller)."""
+    cdf, lengths, offsets = _tables(gc)
+    values = gc.entropy_coder.decode_with_indexes(string, _as_list(indexes), cdf, lengths, offsets)
+    return torch.from_numpy(np.asarray(values, dtype=np.int32)).reshape(indexes.shape)
