@@ -6,9 +6,10 @@
 For kodim01 (768x512, quality 50, human observer): the decode's stages (rANS decode of z and y,
 the re-encode check against forged strings, the integer hyper-synthesis, the synthesis transform,
 the rest: parsing, tiling, conversion to a PIL image), the best of ``--repeat`` whole decodes,
-the best encode, and x265's encode (pillow-heif, 4:4:4, quality 50) and decode of the same image
-in the same run (issue 34's yardstick). ``--huge`` adds a 6000x4000 photo-like mosaic of Kodak
-(one decode; takes a minute). Run it on an idle machine: it prints one JSON line per image.
+the best encode, and x265's encode (pillow-heif, 4:4:4, quality 50, preset medium, as many
+threads as odic) and decode of the same image in the same run (issue 34's yardstick).
+``--huge`` adds a 6000x4000 photo-like mosaic of Kodak (one decode; takes a minute). Run it on an
+idle machine: it prints one JSON line per image.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def best_of(fn, repeat: int) -> float:
 def profile(codec: odic.Codec, img: Image.Image, name: str, repeat: int) -> dict:
     from odic.codecs import create_codec
 
-    hevc = create_codec("hevc", chroma="444")
+    hevc = create_codec("hevc", chroma="444", threads=torch.get_num_threads())  # x265 on as many threads
     data = codec.compress(img, quality=50)
     codec.decompress(data)
     STAGES.clear()

@@ -74,6 +74,10 @@ def test_hostile_headers_with_valid_crc(codec, seeds):
     body = bytearray(good[:-4])
     body[8] ^= 0x20  # another model's id
     _expect(codec, with_crc(bytes(body)), "not installed", ModelNotFound)
+    for byte in (ord("\n"), ord(" "), 0x7F):  # found by scripts/fuzz.py: a newline in the id made a two-line error
+        body = bytearray(good[:-4])
+        body[8 + n // 2] = byte
+        _expect(codec, with_crc(bytes(body)), "not printable ascii")
     body = bytearray(good[:-4])
     body[5] = 0x80
     _expect(codec, with_crc(bytes(body)), "flags")
@@ -333,3 +337,22 @@ def test_batch_failure_is_named_and_others_complete(tmp_path, capsys):
 def test_exit_codes_in_help():
     proc = subprocess.run([sys.executable, "-m", "odic", "--help"], capture_output=True, text=True)
     assert "0 ok" in proc.stdout and "2 usage error" in proc.stdout and "3 some files failed" in proc.stdout
+
+
+@pytest.mark.parametrize("model_id", ["two words", "line\nbreak", "", "x" * 65, "caf\u00e9"])
+def test_export_refuses_a_model_id_streams_could_not_carry(tmp_path, model_id):
+    """Every id a weights file gets must pass the stream parser (printable ASCII, 1..64, no spaces)."""
+    from odic.model import ModelConfig, OdicModel
+    from odic.weights import export_weights
+
+    with pytest.raises(ValueError, match="printable ASCII"):
+        export_weights(OdicModel(ModelConfig(N=8, M=8)), tmp_path / "w.pt", model_id)
+    assert not (tmp_path / "w.pt").exists()
+
+
+def test_a_checkpoints_model_id_is_a_valid_stream_id(tmp_path):
+    from odic.bitstream import valid_model_id
+    from odic.weights import _run_model_id
+
+    model_id = _run_model_id(tmp_path / "my run\twith tabs" / "last.pt")
+    assert model_id == "run:my_run_with_tabs" and valid_model_id(model_id)

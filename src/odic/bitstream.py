@@ -13,7 +13,7 @@ Layout (all integers big-endian)::
                   other bits must be 0
     6   1  original colour mode (ColorMode)
     7   1  n = length of the model id (1..64)
-    8   n  model id, ASCII
+    8   n  model id, printable ASCII without spaces (0x21-0x7E)
     .   8  weights hash (first 8 bytes of SHA-256 of the model's state dict)
     .   4  width   (1..MAX_DIMENSION)
     .   4  height  (1..MAX_DIMENSION)
@@ -42,6 +42,11 @@ FORMAT_VERSION = 1
 MAX_DIMENSION = 65535
 MODEL_STRIDE = 64
 MAX_MODEL_ID = 64
+
+
+def valid_model_id(model_id: str) -> bool:
+    """1..64 characters of printable ASCII without spaces: a newline in an id would break one-line errors."""
+    return 1 <= len(model_id) <= MAX_MODEL_ID and all("!" <= c <= "~" for c in model_id)
 #: Fixed-point resolution of the condition codes: quality 0..100 in steps of 0.01 (q = code / 10000),
 #: observer 0..1 in steps of 0.001. The model conditions on exactly these codes.
 QUALITY_CODE_MAX = 10000
@@ -166,6 +171,8 @@ def _validate_header(h: Header, max_pixels: int | None) -> None:
         raise FormatError(f"observer code {h.alpha_code} out of range")
     if not 1 <= len(h.model_id) <= MAX_MODEL_ID:
         raise FormatError("model id length out of range")
+    if not valid_model_id(h.model_id):
+        raise FormatError("model id has a character that is not printable ASCII (0x21-0x7E)")
     if bool(h.flags & FLAG_ALPHA) != (h.mode in (ColorMode.RGBA, ColorMode.LA)):
         raise FormatError("alpha flag does not match the colour mode")
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from .bitstream import MAX_MODEL_ID, valid_model_id
 from .fileio import write_bytes_atomic
 from .model import ModelConfig, OdicModel
 
@@ -136,6 +137,12 @@ def compatible_decodes(model: OdicModel, state: dict[str, torch.Tensor], earlier
     return [entry] + [d for d in payload.get("decodes", []) if d != entry]
 
 
+def _run_model_id(checkpoint: str | Path) -> str:
+    """``run:FOLDER`` for a training checkpoint, FOLDER's spaces and odd characters as ``_``."""
+    name = re.sub(r"[^!-~]", "_", Path(checkpoint).resolve().parent.name)
+    return f"run:{name}"[:MAX_MODEL_ID]
+
+
 def export_weights(model: OdicModel, path: str | Path, model_id: str, meta: dict | None = None,
                    same_decoder_as: str | Path | None = None) -> bytes:
     """Round weights to fp16, rebuild the CDF tables from the rounded weights and write the file.
@@ -143,6 +150,8 @@ def export_weights(model: OdicModel, path: str | Path, model_id: str, meta: dict
     ``same_decoder_as``: an earlier weights file whose decoder this model must share exactly
     (encoder-only training); its streams are then listed as decodable (``decodes``).
     """
+    if not valid_model_id(model_id):
+        raise ValueError(f"model id {model_id!r}: 1 to {MAX_MODEL_ID} printable ASCII characters without spaces")
     check_step_count(model_id, meta or {})
     model = model.cpu().eval()
     half = _fp16_state(model)
@@ -188,7 +197,7 @@ def read_weights_file(path: str | Path) -> dict:
         raise ValueError(f"{path}: not an odic weights file ({type(exc).__name__})") from None
     if isinstance(payload, dict) and "model" in payload and "model_config" in payload:
         # A training checkpoint: usable for training init and quick evaluation.
-        return {"format": WEIGHTS_FORMAT, "version": WEIGHTS_VERSION, "model_id": f"run:{Path(path).parent.name}",
+        return {"format": WEIGHTS_FORMAT, "version": WEIGHTS_VERSION, "model_id": _run_model_id(path),
                 "config": payload["model_config"], "state_dict": payload["model"], "meta": {"step": payload["step"]}}
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         raise ValueError(f"{path}: not an odic weights file")
