@@ -29,6 +29,10 @@ import odic
 from odic.model import rans
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+from measure_huge import photo_like  # noqa: E402
+from measure_speed import best_of  # noqa: E402
+
 DATA = Path(os.environ.get("ODIC_DATA", REPO.parent / "shared" / "data"))
 
 STAGES = defaultdict(float)
@@ -46,15 +50,6 @@ def timed(owner, name: str, label: str) -> None:
             STAGES[label] += time.perf_counter() - t
 
     setattr(owner, name, wrapper)
-
-
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def profile(codec: odic.Codec, img: Image.Image, name: str, repeat: int) -> dict:
@@ -97,9 +92,6 @@ def main() -> int:
     timed(model, "synthesize", "synthesis transform")
     print(json.dumps(profile(codec, Image.open(DATA / "kodak" / "kodim01.png").convert("RGB"), "kodim01", args.repeat)))
     if args.huge:
-        sys.path.insert(0, str(REPO / "scripts"))
-        from measure_huge import photo_like
-
         path = Path("/tmp/odic-profile-6000x4000.png")
         if not path.exists():
             photo_like(6000, 4000, path)
