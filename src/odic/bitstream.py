@@ -42,11 +42,6 @@ FORMAT_VERSION = 1
 MAX_DIMENSION = 65535
 MODEL_STRIDE = 64
 MAX_MODEL_ID = 64
-
-
-def valid_model_id(model_id: str) -> bool:
-    """1..64 characters of printable ASCII without spaces: a newline in an id would break one-line errors."""
-    return 1 <= len(model_id) <= MAX_MODEL_ID and all("!" <= c <= "~" for c in model_id)
 #: Fixed-point resolution of the condition codes: quality 0..100 in steps of 0.01 (q = code / 10000),
 #: observer 0..1 in steps of 0.001. The model conditions on exactly these codes.
 QUALITY_CODE_MAX = 10000
@@ -143,6 +138,11 @@ class Stream:
     tiles: list[tuple[bytes, bytes]]  # (y string, z string) per tile
     alpha_plane: bytes | None = None  # zlib-compressed, only with FLAG_ALPHA
     nbytes: int = field(default=0)
+
+
+def valid_model_id(model_id: str) -> bool:
+    """1..64 characters of printable ASCII without spaces: a newline in an id would break one-line errors."""
+    return 1 <= len(model_id) <= MAX_MODEL_ID and all("!" <= c <= "~" for c in model_id)
 
 
 def _validate_header(h: Header, max_pixels: int | None) -> None:

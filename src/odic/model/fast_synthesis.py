@@ -4,7 +4,7 @@ GDN and FiLM run in place on the buffer the convolution just produced: at decode
 feature map at 768x512) allocating a fresh tensor, and page-faulting it in, costs five times
 the arithmetic of an element-wise op, and the in-place ops compute bit-identical values.
 The transposed convolutions stay as they are: under oneDNN (the CPU decoder, :mod:`.strips`)
-they were measured faster than their sub-pixel rewrite (docs/reliability.md). The training graph
+they were measured faster than their sub-pixel rewrite (docs/results.md, "Speed and determinism"). The training graph
 is untouched: these functions read the same parameters, so weights files stay as they are.
 """
 
