@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from odic.bitstream import FormatError
 from odic.model import rans
+from odic.model.guards import check_symbol_range
 
 
 def _latents(model, seed: int):
@@ -28,3 +31,11 @@ def test_decode_inverts_encode(codec):
     symbols = rans.decode(gc, string + bytes(64), indexes[0])
     assert symbols.dtype == torch.int32 and symbols.shape == indexes[0].shape
     assert torch.equal(symbols.float() + means[0], gc.decompress([string], indexes, means=means)[0])
+
+
+def test_symbol_bound_catches_int32_min():
+    """rANS gives int32 symbols; |int32 min| wraps to a negative int32, which a plain abs() would let through."""
+    assert torch.tensor([-(2**31)], dtype=torch.int32).abs().item() < 0  # the trap itself
+    with pytest.raises(FormatError, match="out of range"):
+        check_symbol_range(torch.tensor([0, -(2**31), 3], dtype=torch.int32), "y")
+    check_symbol_range(torch.tensor([-5, 0, 7], dtype=torch.int32), "y")
