@@ -157,7 +157,7 @@ def test_bad_refine_steps_are_refused(codec, steps):
 
 def test_unknown_refine_classifier_is_refused(codec):
     img = Image.fromarray(smooth_image(40, 40))
-    with pytest.raises(ValueError, match="unknown refine classifier 'nope'"):
+    with pytest.raises(ValueError, match="refine classifier: unknown observer 'nope'"):
         codec.compress(img, observer="machine", refine=2, refine_classifier="nope")
     # The classifier only matters for a machine share: the human observer ignores it.
     assert codec.compress(img, observer="human", refine=1, refine_classifier="nope")
@@ -176,7 +176,7 @@ def test_cli_refine(tmp_path, capsys):
     assert "--refine must be from 0 to" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert main(["compress", str(src), "-o", str(bad), "--observer", "1", "--refine", "2",
                  "--refine-classifier", "nope"]) != 0
-    assert "unknown classifier 'nope'" in capsys.readouterr().err
+    assert "unknown observer 'nope'" in capsys.readouterr().err
     assert main(["compress", str(src), "-o", str(bad), "--observer", "1", "--refine", "2",
                  "--refine-shift", "99"]) != 0
     assert "--refine-shift must be from 0 to 64 pixels, got 99" in capsys.readouterr().err

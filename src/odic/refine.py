@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from .losses import observer_distortion, rate_bpp
 from .model import OdicModel, lmbda_for
-from .observers import Observer, ObserverUnavailable, create_observer, list_observers
+from .observers import Observer, ObserverUnavailable, create_observer
 from .options import check_refine
 
 #: Adam's step on the gained latents (whose quantisation step is 1), annealed along a cosine from
@@ -83,9 +83,8 @@ def refinement_for(steps, classifier: str | nn.Module, mix: float, shift: int | 
     if key not in loaded:
         try:
             loaded[key] = create_observer(classifier, device)
-        except KeyError:
-            raise ValueError(f"unknown refine classifier {classifier!r}; known: {', '.join(list_observers())}, "
-                             "or a package.module:factory path") from None
+        except KeyError as exc:  # create_observer's message names the known observers
+            raise ValueError(f"refine classifier: {exc.args[0]}") from None
         except ObserverUnavailable as exc:
             raise ValueError(f"refine classifier {classifier!r} is unavailable: {exc}") from None
     return Refinement(steps, loaded[key], shift)

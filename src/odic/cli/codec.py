@@ -225,14 +225,13 @@ def load_classifier(flag: str, name: str, device: str) -> Observer:
     An unknown name, a path that does not import, a factory that fails or returns no module, or an
     output of the wrong shape is a usage error naming ``flag``; missing weights are not (exit 1).
     """
-    from ..observers import create_observer, list_observers
+    from ..observers import create_observer
 
     import_from_cwd()
     try:
         return create_observer(name, device)
-    except KeyError:
-        raise UsageError(f"{flag}: unknown classifier {name!r}; known: {', '.join(list_observers())}, "
-                         "or package.module:factory") from None
+    except KeyError as exc:  # create_observer's message names the known observers
+        raise UsageError(f"{flag}: {exc.args[0]}") from None
     except ValueError as exc:
         raise UsageError(f"{flag}: {exc}") from None
 
