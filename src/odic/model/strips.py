@@ -3,17 +3,14 @@
 Why: oneDNN's convolutions are the fastest on the CPU, but with several threads they split their
 work by thread count, so one stream could decode a grey level apart with 1 and 2 threads. Here
 the latent is cut into horizontal strips whose bounds depend only on its height, each strip runs
-on exactly one intra-op thread, and the thread count only decides how many strips run at once.
+on exactly one intra-op thread with oneDNN's kernels (``odic.parallel``), and the thread count
+only decides how many strips run at once.
 A strip reads ``STRIP_HALO`` latent rows beyond its own on each side, which covers the
 synthesis' receptive field, so the kept rows are those of the whole image (up to float rounding:
 no seams).
 """
 
 from __future__ import annotations
-
-import contextlib
-import warnings
-from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -39,21 +36,6 @@ def strip_bounds(rows: int) -> list[tuple[int, int, int, int]]:
     return bounds
 
 
-@contextlib.contextmanager
-def _onednn_enabled() -> Iterator[None]:
-    """oneDNN on for the block, whatever the caller set (its kernels are part of what gives the pixels)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # oneDNN's TF32 notice when toggling the flag
-        ctx = torch.backends.mkldnn.flags(enabled=True)
-        ctx.__enter__()
-    try:
-        yield
-    finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            ctx.__exit__(None, None, None)
-
-
 def _synthesize_strip(g_s: ConditionalSequential, y: Tensor, cond: Tensor) -> Tensor:
     return run_synthesis(g_s, y.contiguous(memory_format=torch.channels_last), cond).contiguous()
 
@@ -63,8 +45,7 @@ def synthesize_in_strips(g_s: ConditionalSequential, y: Tensor, cond: Tensor, wo
     """``g_s(y, cond)`` on the CPU, strip by strip on ``workers`` threads (default: torch's thread count)."""
     bounds = strip_bounds(y.shape[-2])
     strips = [y[..., a:b, :] for a, b, _, _ in bounds]
-    with _onednn_enabled():
-        outs = map_single_threaded(lambda s: _synthesize_strip(g_s, s, cond), strips, workers)
+    outs = map_single_threaded(lambda s: _synthesize_strip(g_s, s, cond), strips, workers)
     scale = outs[0].shape[-2] // (bounds[0][1] - bounds[0][0])  # g_s's upsampling (16)
     return torch.cat([o[..., k * scale : (k + n) * scale, :] for o, (_, _, k, n) in zip(outs, bounds, strict=True)],
                      dim=-2)
