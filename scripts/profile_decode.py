@@ -86,7 +86,7 @@ def main() -> int:
     model = codec.model
     timed(model.entropy_bottleneck, "decompress", "z rANS decode")
     timed(model.entropy_bottleneck, "compress", "z re-encode check")
-    timed(rans, "decode", "y rANS decode")
+    timed(rans.Decoder, "decode", "y rANS decode")
     timed(rans, "encode", "y re-encode check")
     timed(model, "entropy_parameters", "hyper-synthesis (integer)")
     timed(model, "synthesize", "synthesis transform")

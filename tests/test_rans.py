@@ -28,9 +28,20 @@ def test_encode_gives_compressais_bytes(codec):
 def test_decode_inverts_encode(codec):
     gc, y, indexes, means = _latents(codec.model, 1)
     string = gc.compress(y, indexes, means=means)[0]
-    symbols = rans.decode(gc, string + bytes(64), indexes[0])
+    symbols = rans.Decoder(gc, string + bytes(64)).decode(indexes[0])
     assert symbols.dtype == torch.int32 and symbols.shape == indexes[0].shape
     assert torch.equal(symbols.float() + means[0], gc.decompress([string], indexes, means=means)[0])
+
+
+def test_decoding_in_passes_reads_one_string_encoded_at_once(codec):
+    """The checkerboard's two passes share one string: decoding it in two calls gives both parts."""
+    gc, y, indexes, means = _latents(codec.model, 2)
+    symbols = torch.round(y - means)[0].flatten()
+    flat_indexes = indexes[0].flatten()
+    string = rans.encode(gc, symbols, flat_indexes)
+    decoder = rans.Decoder(gc, string + bytes(64))
+    first, second = decoder.decode(flat_indexes[:500]), decoder.decode(flat_indexes[500:])
+    assert torch.equal(torch.cat([first, second]).float(), symbols)
 
 
 def test_symbol_bound_catches_int32_min():

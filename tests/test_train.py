@@ -510,3 +510,51 @@ def test_the_bf16_wrapper_keeps_the_observers_kind():
     register_observer("test-train-embedding", embed, kind="embedding", input_size=32, overwrite=True)
     wrapped = AutocastObserver(create_observer("test-train-embedding"), Precision("bf16", torch.device("cpu")))
     assert observer_kind(wrapped) == "embedding"  # so the loss matches its cosine, not a KL of "logits"
+
+
+def test_context_only_training_saves_bits_and_keeps_every_other_tensor(tiny_data, tmp_path):
+    """--context-only adds a checkerboard context to --init and trains nothing else; its streams decode."""
+    import odic
+    from odic.cli import main
+    from odic.train import train_context
+
+    base_run = train(_cfg(tiny_data, tmp_path / "base", 40))
+    base = tmp_path / "base.pt"
+    assert main(["export", str(base_run / "last.pt"), "-o", str(base), "--model-id", "tiny-base"]) == 0
+    run = train_context(_cfg(tiny_data, tmp_path / "ctx", 150, init=str(base), context_only=True, context_cache=16,
+                             lr=1e-3), log=lambda _: None)
+    with open(run / "val.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(float(r["rest_bits"]) < float(r["rest_bits_hyperprior"]) for r in rows), rows
+    trained = torch.load(run / "last.pt", weights_only=False)
+    assert trained["model_config"]["context"] == "checkerboard" and trained["step"] == 150
+    init_state = torch.load(base, weights_only=False)["state_dict"]
+    for k, v in trained["model"].items():
+        if not k.startswith("context."):
+            assert torch.equal(v.to(init_state[k].dtype), init_state[k]), k
+    out = tmp_path / "ctx.pt"
+    assert main(["export", str(run / "last.pt"), "-o", str(out), "--model-id", "tiny-ctx"]) == 0
+    codec = odic.load(str(out))
+    image = Image.fromarray(smooth_image(64, 96, seed=5))
+    assert codec.decompress(codec.compress(image, quality=50)).size == image.size
+
+
+def test_context_only_cli_needs_a_model(tiny_data, tmp_path, capsys):
+    from odic.cli import main
+
+    assert main(["train", "--context-only", "--data", str(tiny_data), "--out", str(tmp_path / "r")]) != 0
+    assert "--context-only needs --init" in capsys.readouterr().err
+
+
+def test_end_to_end_training_of_a_context_model(tiny_data, tmp_path):
+    """A model with a context trains end to end (its context included) from a --init with or without one."""
+    run = train(_cfg(tiny_data, tmp_path / "a", 10, context="checkerboard"))
+    first = torch.load(run / "last.pt", weights_only=False)
+    assert first["model_config"]["context"] == "checkerboard"
+    on = train(_cfg(tiny_data, tmp_path / "b", 10, context="checkerboard", init=str(run / "last.pt")))
+    second = torch.load(on / "last.pt", weights_only=False)
+    moved = [k for k in first["model"] if k.startswith("context.") and not torch.equal(first["model"][k],
+                                                                                        second["model"][k])]
+    assert moved, "the context did not train"
+    with pytest.raises(ValueError, match="--context checkerboard"):
+        train(_cfg(tiny_data, tmp_path / "c", 1, init=str(run / "last.pt")))

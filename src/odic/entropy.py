@@ -58,23 +58,43 @@ class HyperSynthesis(nn.Module):
 
         Returns integer scales and means (float64 tensors holding integers) at ``ACT_FRAC_BITS``.
         """
-        x = z_hat_fixed.double().cpu().clamp(-ACT_LIMIT, ACT_LIMIT)
-        w_scale = float(1 << WEIGHT_FRAC_BITS)
+        x = z_hat_fixed.double().cpu()
         for i, layer in enumerate(self.layers):
-            w = torch.round(layer.weight.detach().double().cpu() * w_scale).clamp(-WEIGHT_LIMIT, WEIGHT_LIMIT)
-            b = torch.round(layer.bias.detach().double().cpu() * float(1 << (WEIGHT_FRAC_BITS + ACT_FRAC_BITS)))
-            if isinstance(layer, nn.ConvTranspose2d):
-                acc = F.conv_transpose2d(
-                    x, w, None, layer.stride, layer.padding, layer.output_padding
-                )
-            else:
-                acc = F.conv2d(x, w, None, layer.stride, layer.padding)
-            acc = acc + b.view(1, -1, 1, 1)
-            if i < len(self.layers) - 1:
-                acc = acc.clamp_min(0)
-            x = torch.floor(acc / w_scale).clamp(-ACT_LIMIT, ACT_LIMIT)
+            x = fixed_layer(layer, x, relu=i < len(self.layers) - 1)
         scales, means = x.chunk(2, dim=1)
         return scales, means
+
+
+def fixed_weights(layer: nn.Conv2d | nn.ConvTranspose2d) -> tuple[Tensor, Tensor]:
+    """A layer's (weight, bias) as integers (float64): the weight at ``WEIGHT_FRAC_BITS``, the bias at
+    the accumulator's scale (``WEIGHT_FRAC_BITS + ACT_FRAC_BITS``)."""
+    w = torch.round(layer.weight.detach().double().cpu() * float(1 << WEIGHT_FRAC_BITS))
+    b = torch.round(layer.bias.detach().double().cpu() * float(1 << (WEIGHT_FRAC_BITS + ACT_FRAC_BITS)))
+    return w.clamp(-WEIGHT_LIMIT, WEIGHT_LIMIT), b
+
+
+def rescale(acc: Tensor, relu: bool) -> Tensor:
+    """An exact accumulator back to ``ACT_FRAC_BITS`` (floor division by a power of two), ReLU first."""
+    if relu:
+        acc = acc.clamp_min(0)
+    return torch.floor(acc / float(1 << WEIGHT_FRAC_BITS)).clamp(-ACT_LIMIT, ACT_LIMIT)
+
+
+def fixed_layer(layer: nn.Conv2d | nn.ConvTranspose2d, x: Tensor, relu: bool) -> Tensor:
+    """One convolution (and ReLU) on integers at ``ACT_FRAC_BITS``: exact, see the module docstring."""
+    x = x.clamp(-ACT_LIMIT, ACT_LIMIT)
+    w, b = fixed_weights(layer)
+    if isinstance(layer, nn.ConvTranspose2d):
+        acc = F.conv_transpose2d(x, w, None, layer.stride, layer.padding, layer.output_padding)
+    else:
+        acc = F.conv2d(x, w, None, layer.stride, layer.padding)
+    return rescale(acc + b.view(1, -1, 1, 1), relu)
+
+
+def fixed_matmul(weight: Tensor, bias: Tensor, columns: Tensor, relu: bool) -> Tensor:
+    """``fixed_layer`` of a convolution given as a matrix (Cout, Cin * taps) over gathered input
+    columns (Cin * taps, P): the same integers, computed only at the P positions that need them."""
+    return rescale(weight @ columns.clamp(-ACT_LIMIT, ACT_LIMIT) + bias[:, None], relu)
 
 
 def to_fixed(x: Tensor) -> Tensor:

@@ -67,6 +67,14 @@ def register(sub) -> None:
     t.add_argument("--lr-drop-step", type=int, default=None, help="step from which the lr is multiplied by 0.1")
     t.add_argument("--encoder-only", action="store_true",
                    help="train only the encoder (from --init): streams of the init model's decoder stay decodable")
+    t.add_argument("--context", choices=("none", "checkerboard"), default=None,
+                   help="entropy model of y: checkerboard codes half of it first and refines the other half's "
+                        "parameters from it (default: --init's, else none)")
+    t.add_argument("--context-only", action="store_true",
+                   help="train only a checkerboard context added to --init, on its latents computed once "
+                        "(fast; every other tensor stays --init's)")
+    t.add_argument("--context-cache", type=int, default=2000, metavar="CROPS",
+                   help="--context-only: crops whose latents are computed once and trained on")
     t.add_argument("--anchor", default=None, metavar="WEIGHTS",
                    help="a frozen model whose reconstructions the images with alpha > 0 are pulled towards "
                         "(keeps the machine side of WEIGHTS while the human side is fine-tuned)")
@@ -95,7 +103,7 @@ def register(sub) -> None:
 
 def run_train(args) -> int:
     from ..losses import DEFAULT_MACHINE_SCALE
-    from ..train import TrainConfig, train
+    from ..train import TrainConfig, train, train_context
     from ..train.precision import PRECISIONS
 
     if args.quality is not None and not 0 <= args.quality <= 100:
@@ -104,13 +112,20 @@ def run_train(args) -> int:
         raise UsageError("--lambda-range needs 0 < MIN <= MAX")
     if args.encoder_only and not (args.init or args.resume):
         raise UsageError("--encoder-only needs --init WEIGHTS (the model whose decoder is kept)")
+    if args.context_only and not (args.init or args.resume):
+        raise UsageError("--context-only needs --init WEIGHTS (the model to add a context to)")
+    if args.context_only and args.context == "none":
+        raise UsageError("--context-only trains a checkerboard context: not with --context none")
+    if args.context_cache < args.batch:
+        raise UsageError("--context-cache must be at least --batch")
     if args.precision not in PRECISIONS:
         raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
     if args.levels is not None and args.levels < 2:
         raise UsageError("--levels must be at least 2")
     if args.anchor_weight < 0:
         raise UsageError("--anchor-weight must be >= 0")
-    if args.alpha != 0.0:  # the loop builds its own on its device; a wrong one is refused here, before any work
+    # the loop builds its own classifier on its device; a wrong one is refused here, before any work
+    if args.alpha != 0.0 and not args.context_only:
         from .codec import load_classifier
 
         load_classifier("--observer-classifier", args.observer_classifier, "cpu")
@@ -128,12 +143,26 @@ def run_train(args) -> int:
         precision=args.precision, balance_rates=args.balance_rates, human_steps=args.human_steps,
         lr_drop_step=args.lr_drop_step, encoder_only=args.encoder_only,
         anchor=args.anchor, anchor_weight=args.anchor_weight, anchor_mode=args.anchor_mode,
+        context=_context(args), context_only=args.context_only, context_cache=args.context_cache,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     t0 = time.time()
-    out = train(cfg)
+    out = train_context(cfg) if cfg.context_only else train(cfg)
     print(f"trained to {out}/last.pt in {time.time() - t0:.0f} s")
     return EXIT_OK
+
+
+def _context(args) -> str:
+    """``--context``, else the --init model's (so that training on from a context model keeps it)."""
+    if args.context is not None:
+        return args.context
+    if args.context_only:
+        return "checkerboard"
+    if args.init:
+        from ..weights import read_weights_file
+
+        return read_weights_file(args.init)["config"].get("context", "none")
+    return "none"
 
 
 def run_export(args) -> int:

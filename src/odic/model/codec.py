@@ -1,4 +1,5 @@
-"""The odic model: a conditional mean-scale hyperprior (Minnen et al. 2018, no context model).
+"""The odic model: a conditional mean-scale hyperprior (Minnen et al. 2018), optionally with a
+checkerboard context (He et al. 2021; ``ModelConfig.context``, :mod:`.context`).
 
 Data flow (``c`` = condition (quality, alpha); ``g``/``ig``/``hg``/``ihg`` = gain tables)::
 
@@ -11,7 +12,9 @@ Data flow (``c`` = condition (quality, alpha); ``g``/``ig``/``hg``/``ihg`` = gai
 One set of weights serves every rate and every observer: the gains pick the rate on a continuous
 grid of ``levels`` quality anchors x {human, machine}, FiLM layers let ``g_a``/``g_s`` change what
 they keep for each observer. Layers and entropy models are CompressAI's (GDN, EntropyBottleneck,
-GaussianConditional with rANS).
+GaussianConditional with rANS). With the checkerboard context, y is coded in two passes (anchors
+with h_s's parameters, then the rest with parameters refined from the decoded anchors), both in
+exact integers and both in the same rANS string.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
 from ..bitstream import ALPHA_CODE_MAX, MODEL_STRIDE, QUALITY_CODE_MAX, FormatError
-from ..entropy import HyperSynthesis, from_fixed, scale_indexes_fixed, to_fixed
+from ..entropy import ACT_FRAC_BITS, HyperSynthesis, from_fixed, scale_indexes_fixed, to_fixed
 from . import guards, rans
 from .conditioning import (
     GAIN_FRAC_BITS,
@@ -36,6 +39,7 @@ from .conditioning import (
     FiLM,
     GainTable,
 )
+from .context import CheckerboardContext, anchor_mask
 from .fast_synthesis import run_synthesis
 from .strips import synthesize_in_strips
 
@@ -44,6 +48,9 @@ SCALES_MIN, SCALES_MAX, SCALES_LEVELS = 0.11, 256.0, 64
 
 def scale_table() -> Tensor:
     return torch.exp(torch.linspace(math.log(SCALES_MIN), math.log(SCALES_MAX), SCALES_LEVELS))
+
+
+CONTEXTS = ("none", "checkerboard")
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,11 @@ class ModelConfig:
     cond_dim: int = 64
     lambda_min: float = 0.5  # rate-distortion weight at quality 0: reaches ~0.1 bpp
     lambda_max: float = 160.0  # ... and at quality 100 (geometric in between)
+    context: str = "none"  # "checkerboard": y coded in two passes, see .context
+
+    def __post_init__(self) -> None:
+        if self.context not in CONTEXTS:
+            raise ValueError(f"unknown context model {self.context!r} (known: {', '.join(CONTEXTS)})")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,6 +124,7 @@ class OdicModel(CompressionModel):
             conv(N, N),
         )
         self.h_s = HyperSynthesis(N, M)
+        self.context = CheckerboardContext(M) if cfg.context == "checkerboard" else None
         levels = cfg.levels
         # Higher quality -> larger gain -> finer effective quantisation. Start geometric.
         ramp = torch.logspace(math.log10(0.35), math.log10(2.5), levels).view(levels, 1, 1)
@@ -134,6 +147,18 @@ class OdicModel(CompressionModel):
         """Whether a parameter / state-dict entry belongs to ``ENCODER_MODULES`` (unused by decoding)."""
         return name.split(".")[0] in cls.ENCODER_MODULES
 
+    def y_parameters(self, y_s: Tensor, scales: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
+        """Float (scales, means) of every y: h_s's, refined at the non-anchors by the context.
+
+        The context reads the anchors rounded as the coder rounds them (straight-through).
+        """
+        if self.context is None:
+            return scales, means
+        mask = anchor_mask(*y_s.shape[-2:], device=y_s.device)
+        anchors = torch.where(mask, round_ste(y_s, means), torch.zeros_like(y_s))
+        c_scales, c_means = self.context(anchors, scales, means)
+        return torch.where(mask, scales, c_scales), torch.where(mask, means, c_means)
+
     def decode_rounded(self, y_s: Tensor, z_s: Tensor, q: Tensor, alpha: Tensor,
                        cond: Tensor | None = None) -> tuple[Tensor, dict]:
         """``(x_hat, likelihoods)`` with both latents rounded as the real stream rounds them.
@@ -147,7 +172,7 @@ class OdicModel(CompressionModel):
         cond = self.embed(q, alpha) if cond is None else cond
         z_hat_s = round_ste(z_s, self.z_medians())
         z_likelihoods = z_likelihoods_ste(self.entropy_bottleneck, z_hat_s)
-        scales, means = self.h_s(z_hat_s * self.inv_hyper_gain(q, alpha))
+        scales, means = self.y_parameters(y_s, *self.h_s(z_hat_s * self.inv_hyper_gain(q, alpha)))
         y_hat_s = round_ste(y_s, means)
         gc = self.gaussian_conditional
         y_likelihoods = gc.likelihood_lower_bound(gc._likelihood(y_hat_s, scales, means))
@@ -169,7 +194,7 @@ class OdicModel(CompressionModel):
         with torch.autocast(x.device.type, enabled=False):
             y_s, z_s = y_s.float(), z_s.float()
             z_hat_s, z_likelihoods = self.entropy_bottleneck(z_s)
-            scales, means = self.h_s(z_hat_s * self.inv_hyper_gain(q, alpha))
+            scales, means = self.y_parameters(y_s, *self.h_s(z_hat_s * self.inv_hyper_gain(q, alpha)))
             _, y_likelihoods = self.gaussian_conditional(y_s, scales, means=means)
             # Straight-through rounding for the decoder input (better than noise; Minnen & Singh 2020).
             y_hat_s = round_ste(y_s, means)
@@ -182,14 +207,34 @@ class OdicModel(CompressionModel):
         return self.entropy_bottleneck.quantiles[:, 0, 1].detach().reshape(1, -1, 1, 1)
 
     def entropy_parameters(self, z_hat_s: Tensor, quality_code: int, alpha_code: int) -> tuple[Tensor, Tensor]:
-        """(indexes, means) of y from the decoded hyper-latent, in exact integer arithmetic.
+        """h_s's (scales, means) of y from the decoded hyper-latent, as integers at ``ACT_FRAC_BITS``.
 
-        The encoder and every decoder compute these from the same integers, so they agree bit for bit
-        on any machine, thread count or device: what keeps entropy decoding in step.
+        Exact integer arithmetic: the encoder and every decoder compute these from the same
+        integers, so they agree bit for bit on any machine, thread count or device, which keeps
+        entropy decoding in step.
         """
         ihg = self.inv_hyper_gain.interpolate_fixed(quality_code, alpha_code).double()
         z_fixed = torch.floor(to_fixed(z_hat_s) * ihg.view(1, -1, 1, 1) / float(1 << GAIN_FRAC_BITS))
-        scales_fixed, means_fixed = self.h_s.forward_fixed(z_fixed)
+        return self.h_s.forward_fixed(z_fixed)
+
+    def coding_passes(self, height: int, width: int) -> list[Tensor]:
+        """The masks of y's positions in coding order: all at once, or anchors then the rest."""
+        if self.context is None:
+            return [torch.ones(1, 1, height, width, dtype=torch.bool)]
+        anchors = anchor_mask(height, width)
+        return [anchors, ~anchors]
+
+    def pass_parameters(self, n: int, symbols: Tensor | None, scales_fixed: Tensor,
+                        means_fixed: Tensor) -> tuple[Tensor, Tensor]:
+        """(indexes, float means) of coding pass ``n`` for one image, given the symbols decoded so far.
+
+        Pass 0 uses h_s's parameters (``symbols`` unused); pass 1 (checkerboard) refines them from
+        the anchors' values ``symbols + means``, all exact integers.
+        """
+        if n > 0:
+            anchors = torch.where(self.coding_passes(*symbols.shape[-2:])[0],
+                                  symbols.double() * float(1 << ACT_FRAC_BITS) + means_fixed, 0.0)
+            scales_fixed, means_fixed = self.context.forward_fixed(anchors, scales_fixed, means_fixed)
         indexes = scale_indexes_fixed(scales_fixed, self.gaussian_conditional.scale_table)
         return indexes, from_fixed(means_fixed)
 
@@ -227,10 +272,23 @@ class OdicModel(CompressionModel):
         z_s = z_s.float().cpu()
         z_strings = self.entropy_bottleneck.compress(z_s)
         z_hat_s = self.entropy_bottleneck.decompress(z_strings, z_s.shape[-2:])
-        indexes, means = self.entropy_parameters(z_hat_s, quality_code, alpha_code)
-        symbols = torch.round(y_s.float().cpu() - means)  # CompressAI's quantize(..., "symbols", means)
-        y_strings = [rans.encode(self.gaussian_conditional, s, i) for s, i in zip(symbols, indexes, strict=True)]
+        scales_fixed, means_fixed = self.entropy_parameters(z_hat_s, quality_code, alpha_code)
+        y_s = y_s.float().cpu()
+        y_strings = [self._encode_y(y_s[i:i + 1], scales_fixed[i:i + 1], means_fixed[i:i + 1])
+                     for i in range(y_s.shape[0])]
         return {"strings": [y_strings, z_strings], "shape": tuple(z_s.shape[-2:])}
+
+    def _encode_y(self, y_s: Tensor, scales_fixed: Tensor, means_fixed: Tensor) -> bytes:
+        """One image's y in one rANS string, pass after pass (each pass's positions in (c, h, w) order)."""
+        symbols = torch.zeros_like(y_s)
+        all_symbols, all_indexes = [], []
+        for n, mask in enumerate(self.coding_passes(*y_s.shape[-2:])):
+            indexes, means = self.pass_parameters(n, symbols, scales_fixed, means_fixed)
+            mask = mask.expand_as(y_s)
+            symbols[mask] = torch.round(y_s - means)[mask]  # CompressAI's quantize(..., "symbols", means)
+            all_symbols.append(symbols[mask])
+            all_indexes.append(indexes[mask])
+        return rans.encode(self.gaussian_conditional, torch.cat(all_symbols), torch.cat(all_indexes))
 
     @torch.no_grad()
     def decode_latents(self, strings: list, shape: tuple[int, int], quality_code: int,
@@ -246,24 +304,40 @@ class OdicModel(CompressionModel):
         """
         y_strings, z_strings = strings
         zh, zw = shape
-        eb, gc = self.entropy_bottleneck, self.gaussian_conditional
+        eb = self.entropy_bottleneck
         try:
             z_hat = eb.decompress(guards.padded(z_strings, self.config.N * zh * zw), shape)
             guards.check_symbol_range(z_hat - self.z_medians(), "z")
             if eb.compress(z_hat) != z_strings:
                 raise FormatError("corrupted entropy-coded data (z string does not re-encode to itself)")
-            indexes, means = self.entropy_parameters(z_hat, quality_code, alpha_code)
+            scales_fixed, means_fixed = self.entropy_parameters(z_hat, quality_code, alpha_code)
             (y_string,) = y_strings
-            symbols = rans.decode(gc, guards.padded([y_string], indexes[0].numel())[0], indexes[0])
-            guards.check_symbol_range(symbols, "y")
-            if rans.encode(gc, symbols, indexes[0]) != y_string:
-                raise FormatError("corrupted entropy-coded data (y string does not re-encode to itself)")
-            y_hat = symbols[None].to(means.dtype) + means
+            y_hat = self._decode_y(y_string, scales_fixed, means_fixed)
         except FormatError:
             raise
         except (RuntimeError, ValueError, IndexError, OverflowError) as exc:
             raise FormatError(f"corrupted entropy-coded data ({type(exc).__name__})") from None
         return y_hat, z_hat
+
+    def _decode_y(self, y_string: bytes, scales_fixed: Tensor, means_fixed: Tensor) -> Tensor:
+        """Inverse of :meth:`_encode_y`, checked: bounded symbols that re-encode to ``y_string``."""
+        gc = self.gaussian_conditional
+        symbols = torch.zeros(scales_fixed.shape, dtype=torch.int32)
+        means_all = torch.zeros(scales_fixed.shape)
+        decoder = rans.Decoder(gc, guards.padded([y_string], symbols.numel())[0])
+        all_symbols, all_indexes = [], []
+        for n, mask in enumerate(self.coding_passes(*symbols.shape[-2:])):
+            indexes, means = self.pass_parameters(n, symbols, scales_fixed, means_fixed)
+            mask = mask.expand_as(symbols)
+            decoded = decoder.decode(indexes[mask])
+            guards.check_symbol_range(decoded, "y")
+            symbols[mask] = decoded
+            means_all[mask] = means[mask]
+            all_symbols.append(decoded)
+            all_indexes.append(indexes[mask])
+        if rans.encode(gc, torch.cat(all_symbols), torch.cat(all_indexes)) != y_string:
+            raise FormatError("corrupted entropy-coded data (y string does not re-encode to itself)")
+        return symbols.to(means_all.dtype) + means_all
 
     @torch.no_grad()
     def synthesize(self, y_hat_s: Tensor, quality_code: int, alpha_code: int,

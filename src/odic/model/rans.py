@@ -12,6 +12,7 @@ import weakref
 
 import numpy as np
 import torch
+from compressai.ans import RansDecoder
 from compressai.entropy_models import GaussianConditional
 from torch import Tensor
 
@@ -41,8 +42,17 @@ def encode(gc: GaussianConditional, symbols: Tensor, indexes: Tensor) -> bytes:
     return gc.entropy_coder.encode_with_indexes(_as_list(symbols), _as_list(indexes), cdf, lengths, offsets)
 
 
-def decode(gc: GaussianConditional, string: bytes, indexes: Tensor) -> Tensor:
-    """Inverse of :func:`encode`: int32 symbols shaped like ``indexes`` (``string`` padded by the caller)."""
-    cdf, lengths, offsets = _tables(gc)
-    values = gc.entropy_coder.decode_with_indexes(string, _as_list(indexes), cdf, lengths, offsets)
-    return torch.from_numpy(np.asarray(values, dtype=np.int32)).reshape(indexes.shape)
+class Decoder:
+    """Inverse of :func:`encode`, a pass at a time: the symbols of the first ``decode`` call, then of
+    the next, as if :func:`encode` had been given them concatenated (``string`` padded by the caller).
+    """
+
+    def __init__(self, gc: GaussianConditional, string: bytes):
+        self._tables = _tables(gc)
+        self._decoder = RansDecoder()
+        self._decoder.set_stream(string)
+
+    def decode(self, indexes: Tensor) -> Tensor:
+        """int32 symbols shaped like ``indexes``."""
+        values = self._decoder.decode_stream(_as_list(indexes), *self._tables)
+        return torch.from_numpy(np.asarray(values, dtype=np.int32)).reshape(indexes.shape)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 
-def _atomic_save(obj, path: Path) -> None:
+def atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -29,7 +29,7 @@ def save_training_state(path, model, optimizer, aux_optimizer, sampler, cond_gen
     """Rank 0 writes the model and optimizers; every rank writes its own RNG streams."""
     path = Path(path)
     if rank == 0:
-        _atomic_save(
+        atomic_save(
             {
                 "step": step,
                 "config": config,
@@ -44,7 +44,7 @@ def save_training_state(path, model, optimizer, aux_optimizer, sampler, cond_gen
             path,
         )
     else:
-        _atomic_save({"step": step, "rng": _rng_state(sampler, cond_gen)}, path.with_name(f"{path.name}.rank{rank}"))
+        atomic_save({"step": step, "rng": _rng_state(sampler, cond_gen)}, path.with_name(f"{path.name}.rank{rank}"))
 
 
 def load_training_state(path, model, optimizer, aux_optimizer, sampler, cond_gen, rank) -> tuple[int, float]:

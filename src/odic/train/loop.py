@@ -18,7 +18,7 @@ import csv
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -85,6 +85,11 @@ class TrainConfig:
     # roundings, which the straight-through gradient cannot see or undo). "decoder": decode the
     # anchor's rounded latents with both models and compare, so only the decoding side is held.
     anchor_mode: str = "output"
+    # Train only a checkerboard context added to ``init`` (odic.train.context): on latents of
+    # ``context_cache`` crops computed once; every other tensor stays ``init``'s.
+    context_only: bool = False
+    context_cache: int = 2000
+    context: str = "none"  # the model's context ("checkerboard": see odic.model.context)
 
     def lr_at(self, step: int) -> float:
         """Learning rate for ``step``: constant, then one drop (Balle et al.'s schedule, shortened)."""
@@ -252,9 +257,15 @@ def init_model_weights(model: OdicModel, path: str) -> None:
     payload = read_weights_file(path)
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     old = ModelConfig(**payload["config"])
+    if old.context not in ("none", model.config.context):
+        raise ValueError(f"{path}: the model has a {old.context} context; train it with --context {old.context}")
+    fresh_context = old.context != model.config.context  # a model without one gains a fresh context
+    old = replace(old, context=model.config.context)
     if old != model.config:
         state = widen_state(state, old, model.config)
-    model.load_state_dict(state)
+    missing, unexpected = model.load_state_dict(state, strict=not fresh_context)
+    if unexpected or any(not k.startswith("context.") for k in missing):
+        raise ValueError(f"{path}: weights do not fit its own configuration")
 
 
 def _constant_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -359,7 +370,7 @@ def train(cfg: TrainConfig) -> Path:
 
     torch.manual_seed(cfg.seed)
     model = OdicModel(ModelConfig(N=cfg.N, M=cfg.M, levels=cfg.levels, lambda_min=cfg.lambda_min,
-                                   lambda_max=cfg.lambda_max)).to(device)
+                                   lambda_max=cfg.lambda_max, context=cfg.context)).to(device)
     trained = _freeze_decoder(model) if cfg.encoder_only else _main_parameters(model)
     optimizer = torch.optim.Adam(trained, lr=cfg.lr)
     aux_optimizer = torch.optim.Adam(_aux_parameters(model), lr=cfg.aux_lr)
