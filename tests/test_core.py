@@ -192,10 +192,10 @@ def test_shipped_model_zoo(codec):
     infos = odic.list_models()
     assert [i.name for i in infos][:1] == ["odic-base"] and infos[0].default
     by_name = {i.name: i for i in infos}
-    assert {"odic-base", "odic-people", "odic-base-s29033"} <= set(by_name)
+    assert {"odic-base", "odic-people", "odic-base-s38515", "odic-base-s29033"} <= set(by_name)
     for info in infos:  # a name is the id without its step count, or (an earlier default kept) the id itself
         assert info.model_id.endswith(f"-s{info.steps}")
-        assert info.model_id.startswith(info.name + "-s") or info.model_id == info.name
+        assert info.model_id.startswith(info.name + "-") or info.model_id == info.name
         assert info.summary and 1e6 < info.size_bytes < 25e6
     assert len({i.model_id for i in infos}) == len(infos)
     people = odic.load("odic-people")

@@ -56,7 +56,7 @@ def test_refine_zero_writes_the_fast_encoders_bytes(codec):
 
 def test_refined_stream_is_an_ordinary_stream(codec, crop):
     fast = codec.compress(crop, quality=30)
-    refined = codec.compress(crop, quality=30, refine=4)
+    refined = codec.compress(crop, quality=30, refine=8)
     assert refined != fast
     info_fast, info_refined = odic.Codec.info(fast), odic.Codec.info(refined)
     for key in ("model_id", "width", "height", "quality", "observer"):

@@ -172,6 +172,8 @@ def train_context(cfg: TrainConfig, log=print) -> Path:
             loss = rest / pixels
             if not torch.isfinite(loss):
                 raise RuntimeError(f"context training diverged at step {step} (non-finite loss)")
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr_at(step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.context.parameters(), cfg.clip)
