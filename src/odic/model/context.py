@@ -7,7 +7,7 @@ other half zeroed). Two passes instead of one per position (a serial autoregress
 stays fast, and the non-anchors cost fewer bits because their neighbours are known.
 
 Like the hyper-synthesis, the refinement runs in exact integer arithmetic when coding
-(:func:`odic.entropy.fixed_layer`), so encoder and decoder agree on every index on any machine.
+(:func:`odic.entropy.fixed_matmul`), so encoder and decoder agree on every index on any machine.
 The float path (``forward``) is what training uses. The refinement is a residual on the
 hyperprior's parameters, and its last layer starts at zero, so a new context starts out coding
 exactly like the hyperprior alone and training can only take bits away from there.

@@ -2,7 +2,7 @@
 
 Why this stage exists: the context only changes how y is entropy-coded, not what the transforms
 keep, so it can be trained on latents computed once. The analysis runs once per crop (a cache of
-``cache`` crops at random qualities and observers) and each step then costs only the context's
+``context_cache`` crops at random qualities and observers) and each step then costs only the context's
 small convolutions: thousands of steps an hour on two CPU cores, where end-to-end training does a
 few hundred. The loss is the non-anchors' rate (noisy quantisation, as training always uses); the
 anchors, z, the transforms and h_s are not touched, so every other tensor of the model stays as
@@ -27,7 +27,7 @@ from ..model import ModelConfig, OdicModel
 from ..model.context import anchor_mask
 from .checkpoint import atomic_save
 from .data import CropSampler, list_images, load_images
-from .loop import TrainConfig, _StopRequest, init_model_weights
+from .loop import StopRequest, TrainConfig, init_model_weights
 
 #: (quality, alpha) of the validation latents: both observers at a low, middle and high rate.
 VAL_CONDITIONS = ((0.1, 0.0), (0.5, 0.0), (0.9, 0.0), (0.1, 1.0), (0.5, 1.0), (0.9, 1.0))
@@ -164,7 +164,7 @@ def train_context(cfg: TrainConfig, log=print) -> Path:
                       "model": model.state_dict(), "optimizer": optimizer.state_dict()}, ckpt_path)
 
     last_save = time.time()
-    stop = _StopRequest()  # SIGTERM / Ctrl-C: checkpoint, then stop
+    stop = StopRequest()  # SIGTERM / Ctrl-C: checkpoint, then stop
     try:
         while step < cfg.steps and not stop.requested:
             idx = torch.randint(latents.y_s.shape[0], (cfg.batch,), generator=g)

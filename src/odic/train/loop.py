@@ -98,7 +98,7 @@ class TrainConfig:
         return self.lr
 
 
-class _StopRequest:
+class StopRequest:
     """Turns SIGTERM / SIGINT into a flag the loop checks once per step (then it checkpoints)."""
 
     def __init__(self) -> None:
@@ -433,7 +433,7 @@ def train(cfg: TrainConfig) -> Path:
         task = progress.add_task("train", total=cfg.steps, completed=step, info="")
         progress.start()
     model.train()
-    stop = _StopRequest() if rank == 0 and world == 1 else None
+    stop = StopRequest() if rank == 0 and world == 1 else None
     try:
         while step < cfg.steps and not (stop and stop.requested):
             x = precision.batch(sampler.batch(cfg.batch).to(device))
