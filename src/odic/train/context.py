@@ -15,7 +15,6 @@ saving in coded bytes of y, give or take the rANS overhead.
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,7 +26,7 @@ from ..model import ModelConfig, OdicModel
 from ..model.context import anchor_mask
 from .checkpoint import atomic_save
 from .data import CropSampler, list_images, load_images
-from .loop import StopRequest, TrainConfig, init_model_weights
+from .loop import StopRequest, TrainConfig, append_csv, init_model_weights
 
 #: (quality, alpha) of the validation latents: both observers at a low, middle and high rate.
 VAL_CONDITIONS = ((0.1, 0.0), (0.5, 0.0), (0.9, 0.0), (0.1, 1.0), (0.5, 1.0), (0.9, 1.0))
@@ -94,11 +93,23 @@ def y_bits(model: OdicModel, batch: LatentBatch, noisy: bool, use_context: bool 
 
 
 @torch.no_grad()
-def validate(model: OdicModel, val: list[tuple[float, float, LatentBatch]]) -> list[dict]:
+@torch.no_grad()
+def validation_set(model: OdicModel, images: Tensor) -> list[tuple[float, float, LatentBatch, Tensor]]:
+    """Per ``VAL_CONDITIONS`` point: its latents and the non-anchors' bits without the context
+    (which training does not change, so they are counted once)."""
+    n = images.shape[0]
+    out = []
+    for q, a in VAL_CONDITIONS:
+        batch = hyper_latents(model, images, torch.full((n,), q), torch.full((n,), a))
+        out.append((q, a, batch, y_bits(model, batch, noisy=False, use_context=False)[1]))
+    return out
+
+
+@torch.no_grad()
+def validate(model: OdicModel, val: list[tuple[float, float, LatentBatch, Tensor]]) -> list[dict]:
     rows = []
-    for q, alpha, batch in val:
+    for q, alpha, batch, rest_before in val:
         anchors, rest = y_bits(model, batch, noisy=False)
-        _, rest_before = y_bits(model, batch, noisy=False, use_context=False)
         rows.append({"quality": q, "alpha": alpha, "anchor_bits": anchors.item(), "rest_bits": rest.item(),
                      "rest_bits_hyperprior": rest_before.item(),
                      "y_saving": (rest_before - rest).item() / (anchors + rest_before).item()})
@@ -152,10 +163,7 @@ def train_context(cfg: TrainConfig, log=print) -> Path:
     g = torch.Generator().manual_seed(cfg.seed + step)  # a resumed run draws a fresh cache
     sampler = CropSampler(load_images(train_files), cfg.crop, cfg.seed + step)
     latents = build_cache(model, sampler, cfg.context_cache, chunk=8, g=g, log=log)
-    val_images = CropSampler(load_images(val_files), cfg.crop, cfg.seed + 1).batch(cfg.val_count)
-    n_val = val_images.shape[0]
-    val = [(q, a, hyper_latents(model, val_images, torch.full((n_val,), q), torch.full((n_val,), a)))
-           for q, a in VAL_CONDITIONS]
+    val = validation_set(model, CropSampler(load_images(val_files), cfg.crop, cfg.seed + 1).batch(cfg.val_count))
     pixels = cfg.crop * cfg.crop * cfg.batch
     val_path = out / "val.csv"
 
@@ -183,7 +191,7 @@ def train_context(cfg: TrainConfig, log=print) -> Path:
                 log(f"step {step} non-anchor bpp {loss.item():.4f} (anchors {anchors.item() / pixels:.4f})")
             if (cfg.val_every and step % cfg.val_every == 0) or step == cfg.steps:
                 rows = validate(model, val)
-                _append_csv(val_path, [{"step": step, **r} for r in rows])
+                append_csv(val_path, [{"step": step, **r} for r in rows])
                 saving = sum(r["y_saving"] for r in rows) / len(rows)
                 log(f"val step {step}: y bits saved {100 * saving:.2f}% (mean of {len(rows)} conditions)")
             if time.time() - last_save > cfg.ckpt_minutes * 60:
@@ -194,11 +202,3 @@ def train_context(cfg: TrainConfig, log=print) -> Path:
     save()
     return out
 
-
-def _append_csv(path: Path, rows: list[dict]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        if new:
-            w.writeheader()
-        w.writerows(rows)

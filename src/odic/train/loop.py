@@ -118,6 +118,16 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
+def append_csv(path: Path, rows: list[dict]) -> None:
+    """Append ``rows`` to a run's CSV log, with a header when the file is new."""
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+
+
 def _dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -499,18 +509,13 @@ def train(cfg: TrainConfig) -> Path:
 
             if rank == 0 and cfg.val_every and step % cfg.val_every == 0 and val_imgs is not None:
                 rows = validate(model, observer, val_imgs.to(device), val_points)
-                new = not val_path.exists()
-                with open(val_path, "a", newline="") as f:
-                    w = csv.DictWriter(f, fieldnames=["step", *rows[0].keys()])
-                    if new:
-                        w.writeheader()
+                append_csv(val_path, [{"step": step, **r} for r in rows])
+                if writer:
                     for r in rows:
-                        w.writerow({"step": step, **r})
-                        if writer:
-                            tag = f"val/q{r['q']:g}_a{r['alpha']:g}"
-                            for k in ("bpp", "msssim", "psnr", "top1_agree"):
-                                if r[k] is not None:
-                                    writer.add_scalar(f"{tag}/{k}", r[k], step)
+                        tag = f"val/q{r['q']:g}_a{r['alpha']:g}"
+                        for k in ("bpp", "msssim", "psnr", "top1_agree"):
+                            if r[k] is not None:
+                                writer.add_scalar(f"{tag}/{k}", r[k], step)
             stopping = stop is not None and stop.requested
             if time.time() - last_ckpt > cfg.ckpt_minutes * 60 or step == cfg.steps or stopping:
                 save_training_state(ckpt_path, model, optimizer, aux_optimizer, sampler,
