@@ -93,7 +93,6 @@ def y_bits(model: OdicModel, batch: LatentBatch, noisy: bool, use_context: bool 
 
 
 @torch.no_grad()
-@torch.no_grad()
 def validation_set(model: OdicModel, images: Tensor) -> list[tuple[float, float, LatentBatch, Tensor]]:
     """Per ``VAL_CONDITIONS`` point: its latents and the non-anchors' bits without the context
     (which training does not change, so they are counted once)."""
