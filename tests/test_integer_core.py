@@ -162,7 +162,7 @@ def paths(model):
             scales_fixed, means_fixed = model.h_s.forward_fixed(x_fixed)
         assert all(torch.equal(u, v) for u, v in zip(model.entropy_parameters(z, q, a), (scales_fixed, means_fixed),
                                                           strict=True))
-        indexes, means = model.pass_parameters(0, None, scales_fixed, means_fixed)
+        indexes, means, _ = model.pass_parameters(0, None, scales_fixed, means_fixed)
         out.append(((q, a), indexes, scales_fixed, means_fixed, means, *_float_path_with_error_model(model, z, q, a)))
     return out
 

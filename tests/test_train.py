@@ -512,8 +512,9 @@ def test_the_bf16_wrapper_keeps_the_observers_kind():
     assert observer_kind(wrapped) == "embedding"  # so the loss matches its cosine, not a KL of "logits"
 
 
-def test_context_only_training_saves_bits_and_keeps_every_other_tensor(tiny_data, tmp_path):
-    """--context-only adds a checkerboard context to --init and trains nothing else; its streams decode."""
+@pytest.mark.parametrize("kind", ["checkerboard", "channel-checkerboard"])
+def test_context_only_training_saves_bits_and_keeps_every_other_tensor(tiny_data, tmp_path, kind):
+    """--context-only adds a context to --init and trains nothing else; its streams decode."""
     import odic
     from odic.cli import main
     from odic.train import train_context
@@ -522,12 +523,12 @@ def test_context_only_training_saves_bits_and_keeps_every_other_tensor(tiny_data
     base = tmp_path / "base.pt"
     assert main(["export", str(base_run / "last.pt"), "-o", str(base), "--model-id", "tiny-base"]) == 0
     run = train_context(_cfg(tiny_data, tmp_path / "ctx", 150, init=str(base), context_only=True, context_cache=16,
-                             lr=1e-3), log=lambda _: None)
+                             lr=1e-3, context=kind), log=lambda _: None)
     with open(run / "val.csv") as f:
         rows = list(csv.DictReader(f))
-    assert rows and all(float(r["rest_bits"]) < float(r["rest_bits_hyperprior"]) for r in rows), rows
+    assert rows and all(float(r["y_bits"]) < float(r["y_bits_hyperprior"]) for r in rows), rows
     trained = torch.load(run / "last.pt", weights_only=False)
-    assert trained["model_config"]["context"] == "checkerboard" and trained["step"] == 150
+    assert trained["model_config"]["context"] == kind and trained["step"] == 150
     init_state = torch.load(base, weights_only=False)["state_dict"]
     for k, v in trained["model"].items():
         if not k.startswith("context."):
@@ -537,6 +538,10 @@ def test_context_only_training_saves_bits_and_keeps_every_other_tensor(tiny_data
     codec = odic.load(str(out))
     image = Image.fromarray(smooth_image(64, 96, seed=5))
     assert codec.decompress(codec.compress(image, quality=50)).size == image.size
+    if kind == "channel-checkerboard":  # the channels ordered by cost, the order kept by the weights file
+        order = trained["model"]["context.channel_order"]
+        assert not torch.equal(order, torch.arange(len(order)))
+        assert torch.equal(codec.model.context.channel_order, order)
 
 
 def test_context_only_cli_needs_a_model(tiny_data, tmp_path, capsys):

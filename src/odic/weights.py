@@ -42,7 +42,8 @@ DEFAULT_MODEL = "odic-base"
 # docs/results.md). A weights file installed by hand may carry its own line as meta["summary"].
 MODEL_SUMMARIES = {
     "odic-base": "default: every observer and rate (odic-base-s38515 with a checkerboard context: 7-9% fewer bits)",
-    "odic-people": "for images only people will look at: fewer classifier answers than odic-base (with a checkerboard context)",
+    "odic-people": "for images only people will look at: fewer classifier answers than odic-base "
+                   "(with a checkerboard context)",
     "odic-people-s36245": "odic-people until 2026-12-07 (no context model), kept so that its files keep decoding",
     "odic-base-s38515": "the default until 2026-12-07 (no context model), kept so that its files keep decoding",
     "odic-base-s29033": "the default until 2026-12-06, kept so that its files keep decoding",

@@ -67,11 +67,12 @@ def register(sub) -> None:
     t.add_argument("--lr-drop-step", type=int, default=None, help="step from which the lr is multiplied by 0.1")
     t.add_argument("--encoder-only", action="store_true",
                    help="train only the encoder (from --init): streams of the init model's decoder stay decodable")
-    t.add_argument("--context", choices=("none", "checkerboard"), default=None,
-                   help="entropy model of y: checkerboard codes half of it first and refines the other half's "
-                        "parameters from it (default: --init's, else none)")
+    t.add_argument("--context", default=None, metavar="NAME",
+                   help="entropy model of y: none, checkerboard (half of y coded first refines the other half's "
+                        "parameters) or channel-checkerboard (channel slices, each a checkerboard, each informing "
+                        "the next); default: --init's, else none (checkerboard with --context-only)")
     t.add_argument("--context-only", action="store_true",
-                   help="train only a checkerboard context added to --init, on its latents computed once "
+                   help="train only a context added to --init, on its latents computed once "
                         "(fast; every other tensor stays --init's)")
     t.add_argument("--context-cache", type=int, default=2000, metavar="CROPS",
                    help="--context-only: crops whose latents are computed once and trained on")
@@ -114,8 +115,12 @@ def run_train(args) -> int:
         raise UsageError("--encoder-only needs --init WEIGHTS (the model whose decoder is kept)")
     if args.context_only and not (args.init or args.resume):
         raise UsageError("--context-only needs --init WEIGHTS (the model to add a context to)")
+    from ..model.codec import CONTEXTS
+
+    if args.context is not None and args.context not in CONTEXTS:
+        raise UsageError(f"unknown --context {args.context!r} (known: {', '.join(CONTEXTS)})")
     if args.context_only and args.context == "none":
-        raise UsageError("--context-only trains a checkerboard context: not with --context none")
+        raise UsageError("--context-only trains a context: not with --context none")
     if args.context_cache < args.batch:
         raise UsageError("--context-cache must be at least --batch")
     if args.precision not in PRECISIONS:

@@ -1,5 +1,5 @@
 """The odic model: a conditional mean-scale hyperprior (Minnen et al. 2018), optionally with a
-checkerboard context (He et al. 2021; ``ModelConfig.context``, :mod:`.context`).
+context model (checkerboard or channel slices + checkerboard; ``ModelConfig.context``, :mod:`.context`).
 
 Data flow (``c`` = condition (quality, alpha); ``g``/``ig``/``hg``/``ihg`` = gain tables)::
 
@@ -12,9 +12,9 @@ Data flow (``c`` = condition (quality, alpha); ``g``/``ig``/``hg``/``ihg`` = gai
 One set of weights serves every rate and every observer: the gains pick the rate on a continuous
 grid of ``levels`` quality anchors x {human, machine}, FiLM layers let ``g_a``/``g_s`` change what
 they keep for each observer. Layers and entropy models are CompressAI's (GDN, EntropyBottleneck,
-GaussianConditional with rANS). With the checkerboard context, y is coded in two passes (anchors
-with h_s's parameters, then the rest with parameters refined from the decoded anchors), both in
-exact integers and both in the same rANS string.
+GaussianConditional with rANS). With a context model, y is coded in passes (for the checkerboard:
+anchors with h_s's parameters, then the rest with parameters refined from the decoded anchors),
+all in exact integers and all in the same rANS string.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from .conditioning import (
     FiLM,
     GainTable,
 )
-from .context import CheckerboardContext, anchor_mask
+from .context import CONTEXT_MODELS, round_ste
 from .fast_synthesis import run_synthesis
 from .strips import synthesize_in_strips
 
@@ -50,7 +50,7 @@ def scale_table() -> Tensor:
     return torch.exp(torch.linspace(math.log(SCALES_MIN), math.log(SCALES_MAX), SCALES_LEVELS))
 
 
-CONTEXTS = ("none", "checkerboard")
+CONTEXTS = ("none", *CONTEXT_MODELS)
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class ModelConfig:
     cond_dim: int = 64
     lambda_min: float = 0.5  # rate-distortion weight at quality 0: reaches ~0.1 bpp
     lambda_max: float = 160.0  # ... and at quality 100 (geometric in between)
-    context: str = "none"  # "checkerboard": y coded in two passes, see .context
+    context: str = "none"  # a name of CONTEXT_MODELS: y coded in passes, see .context
 
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
@@ -71,11 +71,6 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def round_ste(x: Tensor, offset: Tensor) -> Tensor:
-    """``round(x - offset) + offset`` forward, identity gradient (straight-through rounding)."""
-    return x + (torch.round(x - offset) + offset - x).detach()
 
 
 def z_likelihoods_ste(bottleneck: EntropyBottleneck, z_hat: Tensor) -> Tensor:
@@ -124,7 +119,7 @@ class OdicModel(CompressionModel):
             conv(N, N),
         )
         self.h_s = HyperSynthesis(N, M)
-        self.context = CheckerboardContext(M) if cfg.context == "checkerboard" else None
+        self.context = CONTEXT_MODELS[cfg.context](M) if cfg.context != "none" else None
         levels = cfg.levels
         # Higher quality -> larger gain -> finer effective quantisation. Start geometric.
         ramp = torch.logspace(math.log10(0.35), math.log10(2.5), levels).view(levels, 1, 1)
@@ -148,16 +143,14 @@ class OdicModel(CompressionModel):
         return name.split(".")[0] in cls.ENCODER_MODULES
 
     def y_parameters(self, y_s: Tensor, scales: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
-        """Float (scales, means) of every y: h_s's, refined at the non-anchors by the context.
+        """Float (scales, means) of every y: h_s's, refined by the context where there is one.
 
-        The context reads the anchors rounded as the coder rounds them (straight-through).
+        The context reads the values of earlier passes rounded as the coder rounds them
+        (straight-through).
         """
         if self.context is None:
             return scales, means
-        mask = anchor_mask(*y_s.shape[-2:], device=y_s.device)
-        anchors = torch.where(mask, round_ste(y_s, means), torch.zeros_like(y_s))
-        c_scales, c_means = self.context(anchors, scales, means)
-        return torch.where(mask, scales, c_scales), torch.where(mask, means, c_means)
+        return self.context(y_s, scales, means)
 
     def decode_rounded(self, y_s: Tensor, z_s: Tensor, q: Tensor, alpha: Tensor,
                        cond: Tensor | None = None) -> tuple[Tensor, dict]:
@@ -218,25 +211,23 @@ class OdicModel(CompressionModel):
         return self.h_s.forward_fixed(z_fixed)
 
     def coding_passes(self, height: int, width: int) -> list[Tensor]:
-        """The masks of y's positions in coding order: all at once, or anchors then the rest."""
+        """The masks of y's positions in coding order (each broadcastable to (1, M, H, W)): all at
+        once, or the context's passes."""
         if self.context is None:
             return [torch.ones(1, 1, height, width, dtype=torch.bool)]
-        anchors = anchor_mask(height, width)
-        return [anchors, ~anchors]
+        return self.context.passes(height, width)
 
-    def pass_parameters(self, n: int, symbols: Tensor | None, scales_fixed: Tensor,
-                        means_fixed: Tensor) -> tuple[Tensor, Tensor]:
-        """(indexes, float means) of coding pass ``n`` for one image, given the symbols decoded so far.
+    def pass_parameters(self, n: int, values_fixed: Tensor | None, scales_fixed: Tensor,
+                        means_fixed: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(indexes, float means, integer means) of coding pass ``n`` for one image.
 
-        Pass 0 uses h_s's parameters (``symbols`` unused); pass 1 (checkerboard) refines them from
-        the anchors' values ``symbols + means``, all exact integers.
+        ``values_fixed``: the values the passes before decoded (symbols + their means, integers at
+        ``ACT_FRAC_BITS``), zero where nothing is decoded yet; without a context, unused.
         """
-        if n > 0:
-            anchors = torch.where(self.coding_passes(*symbols.shape[-2:])[0],
-                                  symbols.double() * float(1 << ACT_FRAC_BITS) + means_fixed, 0.0)
-            scales_fixed, means_fixed = self.context.forward_fixed(anchors, scales_fixed, means_fixed)
+        if self.context is not None:
+            scales_fixed, means_fixed = self.context.pass_fixed(n, values_fixed, scales_fixed, means_fixed)
         indexes = scale_indexes_fixed(scales_fixed, self.gaussian_conditional.scale_table)
-        return indexes, from_fixed(means_fixed)
+        return indexes, from_fixed(means_fixed), means_fixed
 
     @staticmethod
     def condition_tensors(quality_code: int, alpha_code: int, batch: int, device) -> tuple[Tensor, Tensor]:
@@ -280,13 +271,14 @@ class OdicModel(CompressionModel):
 
     def _encode_y(self, y_s: Tensor, scales_fixed: Tensor, means_fixed: Tensor) -> bytes:
         """One image's y in one rANS string, pass after pass (each pass's positions in (c, h, w) order)."""
-        symbols = torch.zeros_like(y_s)
+        values_fixed = torch.zeros_like(means_fixed)
         all_symbols, all_indexes = [], []
         for n, mask in enumerate(self.coding_passes(*y_s.shape[-2:])):
-            indexes, means = self.pass_parameters(n, symbols, scales_fixed, means_fixed)
+            indexes, means, pass_means_fixed = self.pass_parameters(n, values_fixed, scales_fixed, means_fixed)
             mask = mask.expand_as(y_s)
-            symbols[mask] = torch.round(y_s - means)[mask]  # CompressAI's quantize(..., "symbols", means)
-            all_symbols.append(symbols[mask])
+            symbols = torch.round(y_s - means)[mask]  # CompressAI's quantize(..., "symbols", means)
+            values_fixed[mask] = symbols.double() * float(1 << ACT_FRAC_BITS) + pass_means_fixed[mask]
+            all_symbols.append(symbols)
             all_indexes.append(indexes[mask])
         return rans.encode(self.gaussian_conditional, torch.cat(all_symbols), torch.cat(all_indexes))
 
@@ -324,15 +316,17 @@ class OdicModel(CompressionModel):
         gc = self.gaussian_conditional
         symbols = torch.zeros(scales_fixed.shape, dtype=torch.int32)
         means_all = torch.zeros(scales_fixed.shape)
+        values_fixed = torch.zeros_like(means_fixed)
         decoder = rans.Decoder(gc, guards.padded([y_string], symbols.numel())[0])
         all_symbols, all_indexes = [], []
         for n, mask in enumerate(self.coding_passes(*symbols.shape[-2:])):
-            indexes, means = self.pass_parameters(n, symbols, scales_fixed, means_fixed)
+            indexes, means, pass_means_fixed = self.pass_parameters(n, values_fixed, scales_fixed, means_fixed)
             mask = mask.expand_as(symbols)
             decoded = decoder.decode(indexes[mask])
             guards.check_symbol_range(decoded, "y")
             symbols[mask] = decoded
             means_all[mask] = means[mask]
+            values_fixed[mask] = decoded.double() * float(1 << ACT_FRAC_BITS) + pass_means_fixed[mask]
             all_symbols.append(decoded)
             all_indexes.append(indexes[mask])
         if rans.encode(gc, torch.cat(all_symbols), torch.cat(all_indexes)) != y_string:

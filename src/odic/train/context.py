@@ -1,12 +1,13 @@
-"""Train a checkerboard context on the latents of a frozen model (``odic train --context-only``).
+"""Train a context model on the latents of a frozen model (``odic train --context-only``).
 
 Why this stage exists: the context only changes how y is entropy-coded, not what the transforms
 keep, so it can be trained on latents computed once. The analysis runs once per crop (a cache of
 ``context_cache`` crops at random qualities and observers) and each step then costs only the context's
 small convolutions: thousands of steps an hour on two CPU cores, where end-to-end training does a
-few hundred. The loss is the non-anchors' rate (noisy quantisation, as training always uses); the
-anchors, z, the transforms and h_s are not touched, so every other tensor of the model stays as
-it was.
+few hundred. The loss is y's rate (noisy quantisation, as training always uses); z, the
+transforms and h_s are not touched, so every other tensor of the model stays as it was. A
+channel-slice context first orders the channels by the bits they cost under the hyperprior on the
+cache, the costliest first, so that the slices coded first inform the most.
 
 Validation is the real discrete rate of y (symbols rounded around the means the coder uses) on
 held-out photos at fixed conditions, with and without the context: the saving it reports is the
@@ -23,7 +24,6 @@ import torch
 from torch import Tensor
 
 from ..model import ModelConfig, OdicModel
-from ..model.context import anchor_mask
 from .checkpoint import atomic_save
 from .data import CropSampler, list_images, load_images
 from .loop import StopRequest, TrainConfig, append_csv, init_model_weights
@@ -74,8 +74,8 @@ def build_cache(model: OdicModel, sampler: CropSampler, count: int, chunk: int, 
     return LatentBatch(*(torch.cat([getattr(p, f) for p in parts]) for f in ("y_s", "scales", "means")))
 
 
-def y_bits(model: OdicModel, batch: LatentBatch, noisy: bool, use_context: bool = True) -> tuple[Tensor, Tensor]:
-    """(bits at anchors, bits at non-anchors) of y summed over the batch.
+def y_bits(model: OdicModel, batch: LatentBatch, noisy: bool, use_context: bool = True) -> Tensor:
+    """Bits of y per channel (M,), summed over the batch and the positions.
 
     ``noisy``: training's estimate (uniform noise); else the coder's (symbols rounded around the means).
     """
@@ -88,30 +88,28 @@ def y_bits(model: OdicModel, batch: LatentBatch, noisy: bool, use_context: bool 
         values = torch.round(batch.y_s - means) + means
     gc = model.gaussian_conditional
     bits = -torch.log2(gc.likelihood_lower_bound(gc._likelihood(values, scales, means)))
-    mask = anchor_mask(*batch.y_s.shape[-2:], device=bits.device).expand_as(bits)
-    return bits[mask].sum(), bits[~mask].sum()
+    return bits.sum(dim=(0, 2, 3))
 
 
 @torch.no_grad()
 def validation_set(model: OdicModel, images: Tensor) -> list[tuple[float, float, LatentBatch, Tensor]]:
-    """Per ``VAL_CONDITIONS`` point: its latents and the non-anchors' bits without the context
-    (which training does not change, so they are counted once)."""
+    """Per ``VAL_CONDITIONS`` point: its latents and y's bits without the context (which training
+    does not change, so they are counted once)."""
     n = images.shape[0]
     out = []
     for q, a in VAL_CONDITIONS:
         batch = hyper_latents(model, images, torch.full((n,), q), torch.full((n,), a))
-        out.append((q, a, batch, y_bits(model, batch, noisy=False, use_context=False)[1]))
+        out.append((q, a, batch, y_bits(model, batch, noisy=False, use_context=False).sum()))
     return out
 
 
 @torch.no_grad()
 def validate(model: OdicModel, val: list[tuple[float, float, LatentBatch, Tensor]]) -> list[dict]:
     rows = []
-    for q, alpha, batch, rest_before in val:
-        anchors, rest = y_bits(model, batch, noisy=False)
-        rows.append({"quality": q, "alpha": alpha, "anchor_bits": anchors.item(), "rest_bits": rest.item(),
-                     "rest_bits_hyperprior": rest_before.item(),
-                     "y_saving": (rest_before - rest).item() / (anchors + rest_before).item()})
+    for q, alpha, batch, bits_before in val:
+        bits = y_bits(model, batch, noisy=False).sum()
+        rows.append({"quality": q, "alpha": alpha, "y_bits": bits.item(), "y_bits_hyperprior": bits_before.item(),
+                     "y_saving": (bits_before - bits).item() / bits_before.item()})
     return rows
 
 
@@ -143,7 +141,7 @@ def train_context(cfg: TrainConfig, log=print) -> Path:
         model = OdicModel(ModelConfig(**resumed["model_config"]))
         model.load_state_dict(resumed["model"])
     else:
-        model = OdicModel(replace(_init_config(cfg.init), context="checkerboard"))
+        model = OdicModel(replace(_init_config(cfg.init), context=cfg.context))
         init_model_weights(model, cfg.init)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -162,6 +160,11 @@ def train_context(cfg: TrainConfig, log=print) -> Path:
     g = torch.Generator().manual_seed(cfg.seed + step)  # a resumed run draws a fresh cache
     sampler = CropSampler(load_images(train_files), cfg.crop, cfg.seed + step)
     latents = build_cache(model, sampler, cfg.context_cache, chunk=8, g=g, log=log)
+    if resumed is None and hasattr(model.context, "set_channel_order") and _init_config(cfg.init).context == "none":
+        with torch.no_grad():
+            costs = y_bits(model, latents, noisy=False, use_context=False)
+        model.context.set_channel_order(torch.argsort(costs, descending=True))
+        log(f"channel order by hyperprior bits: {model.context.channel_order.tolist()}")
     val = validation_set(model, CropSampler(load_images(val_files), cfg.crop, cfg.seed + 1).batch(cfg.val_count))
     pixels = cfg.crop * cfg.crop * cfg.batch
     val_path = out / "val.csv"
@@ -175,8 +178,7 @@ def train_context(cfg: TrainConfig, log=print) -> Path:
     try:
         while step < cfg.steps and not stop.requested:
             idx = torch.randint(latents.y_s.shape[0], (cfg.batch,), generator=g)
-            anchors, rest = y_bits(model, latents.select(idx), noisy=True)
-            loss = rest / pixels
+            loss = y_bits(model, latents.select(idx), noisy=True).sum() / pixels
             if not torch.isfinite(loss):
                 raise RuntimeError(f"context training diverged at step {step} (non-finite loss)")
             for group in optimizer.param_groups:
@@ -187,7 +189,7 @@ def train_context(cfg: TrainConfig, log=print) -> Path:
             optimizer.step()
             step += 1
             if step % cfg.log_every == 0:
-                log(f"step {step} non-anchor bpp {loss.item():.4f} (anchors {anchors.item() / pixels:.4f})")
+                log(f"step {step} y bpp {loss.item():.4f}")
             if (cfg.val_every and step % cfg.val_every == 0) or step == cfg.steps:
                 rows = validate(model, val)
                 append_csv(val_path, [{"step": step, **r} for r in rows])

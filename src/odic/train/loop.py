@@ -85,11 +85,11 @@ class TrainConfig:
     # roundings, which the straight-through gradient cannot see or undo). "decoder": decode the
     # anchor's rounded latents with both models and compare, so only the decoding side is held.
     anchor_mode: str = "output"
-    # Train only a checkerboard context added to ``init`` (odic.train.context): on latents of
+    # Train only a context added to ``init`` (odic.train.context): on latents of
     # ``context_cache`` crops computed once; every other tensor stays ``init``'s.
     context_only: bool = False
     context_cache: int = 2000
-    context: str = "none"  # the model's context ("checkerboard": see odic.model.context)
+    context: str = "none"  # the model's context (a name of odic.model.context.CONTEXT_MODELS)
 
     def lr_at(self, step: int) -> float:
         """Learning rate for ``step``: constant, then one drop (Balle et al.'s schedule, shortened)."""
