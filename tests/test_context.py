@@ -59,11 +59,11 @@ def _coder_parameters(model: OdicModel, y_s: torch.Tensor, scales_fixed: torch.T
     indexes_all = torch.zeros(y_s.shape, dtype=torch.int32)
     means_all = torch.zeros(y_s.shape)
     for n, mask in enumerate(model.coding_passes(*y_s.shape[-2:])):
-        indexes, means, pass_means_fixed = model.pass_parameters(n, values_fixed, scales_fixed, means_fixed)
         mask = mask.expand_as(y_s)
-        symbols = torch.round(y_s - means)[mask]
-        values_fixed[mask] = symbols.double() * 1024 + pass_means_fixed[mask]
-        indexes_all[mask], means_all[mask] = indexes[mask], means[mask]
+        indexes, means, pass_means_fixed = model.pass_parameters(n, mask, values_fixed, scales_fixed, means_fixed)
+        symbols = torch.round(y_s[mask] - means)
+        values_fixed[mask] = symbols.double() * 1024 + pass_means_fixed
+        indexes_all[mask], means_all[mask] = indexes, means
     return indexes_all, means_all, values_fixed
 
 

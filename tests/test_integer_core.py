@@ -162,7 +162,9 @@ def paths(model):
             scales_fixed, means_fixed = model.h_s.forward_fixed(x_fixed)
         assert all(torch.equal(u, v) for u, v in zip(model.entropy_parameters(z, q, a), (scales_fixed, means_fixed),
                                                           strict=True))
-        indexes, means, _ = model.pass_parameters(0, None, scales_fixed, means_fixed)
+        everywhere = torch.ones(scales_fixed.shape, dtype=torch.bool)
+        indexes, means, _ = model.pass_parameters(0, everywhere, None, scales_fixed, means_fixed)
+        indexes, means = indexes.view(scales_fixed.shape), means.view(scales_fixed.shape)
         out.append(((q, a), indexes, scales_fixed, means_fixed, means, *_float_path_with_error_model(model, z, q, a)))
     return out
 

@@ -217,16 +217,18 @@ class OdicModel(CompressionModel):
             return [torch.ones(1, 1, height, width, dtype=torch.bool)]
         return self.context.passes(height, width)
 
-    def pass_parameters(self, n: int, values_fixed: Tensor | None, scales_fixed: Tensor,
+    def pass_parameters(self, n: int, mask: Tensor, values_fixed: Tensor | None, scales_fixed: Tensor,
                         means_fixed: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(indexes, float means, integer means) of coding pass ``n`` for one image.
+        """(indexes, float means, integer means) of coding pass ``n`` for one image, at the positions
+        of its ``mask`` (expanded to y's shape), in (channel, row, column) order.
 
         ``values_fixed``: the values the passes before decoded (symbols + their means, integers at
         ``ACT_FRAC_BITS``), zero where nothing is decoded yet; without a context, unused.
         """
         if self.context is not None:
             scales_fixed, means_fixed = self.context.pass_fixed(n, values_fixed, scales_fixed, means_fixed)
-        indexes = scale_indexes_fixed(scales_fixed, self.gaussian_conditional.scale_table)
+        means_fixed = means_fixed[mask]
+        indexes = scale_indexes_fixed(scales_fixed[mask], self.gaussian_conditional.scale_table)
         return indexes, from_fixed(means_fixed), means_fixed
 
     @staticmethod
@@ -274,12 +276,12 @@ class OdicModel(CompressionModel):
         values_fixed = torch.zeros_like(means_fixed)
         all_symbols, all_indexes = [], []
         for n, mask in enumerate(self.coding_passes(*y_s.shape[-2:])):
-            indexes, means, pass_means_fixed = self.pass_parameters(n, values_fixed, scales_fixed, means_fixed)
             mask = mask.expand_as(y_s)
-            symbols = torch.round(y_s - means)[mask]  # CompressAI's quantize(..., "symbols", means)
-            values_fixed[mask] = symbols.double() * float(1 << ACT_FRAC_BITS) + pass_means_fixed[mask]
+            indexes, means, pass_means_fixed = self.pass_parameters(n, mask, values_fixed, scales_fixed, means_fixed)
+            symbols = torch.round(y_s[mask] - means)  # CompressAI's quantize(..., "symbols", means)
+            values_fixed[mask] = symbols.double() * float(1 << ACT_FRAC_BITS) + pass_means_fixed
             all_symbols.append(symbols)
-            all_indexes.append(indexes[mask])
+            all_indexes.append(indexes)
         return rans.encode(self.gaussian_conditional, torch.cat(all_symbols), torch.cat(all_indexes))
 
     @torch.no_grad()
@@ -320,15 +322,15 @@ class OdicModel(CompressionModel):
         decoder = rans.Decoder(gc, guards.padded([y_string], symbols.numel())[0])
         all_symbols, all_indexes = [], []
         for n, mask in enumerate(self.coding_passes(*symbols.shape[-2:])):
-            indexes, means, pass_means_fixed = self.pass_parameters(n, values_fixed, scales_fixed, means_fixed)
             mask = mask.expand_as(symbols)
-            decoded = decoder.decode(indexes[mask])
+            indexes, means, pass_means_fixed = self.pass_parameters(n, mask, values_fixed, scales_fixed, means_fixed)
+            decoded = decoder.decode(indexes)
             guards.check_symbol_range(decoded, "y")
             symbols[mask] = decoded
-            means_all[mask] = means[mask]
-            values_fixed[mask] = decoded.double() * float(1 << ACT_FRAC_BITS) + pass_means_fixed[mask]
+            means_all[mask] = means
+            values_fixed[mask] = decoded.double() * float(1 << ACT_FRAC_BITS) + pass_means_fixed
             all_symbols.append(decoded)
-            all_indexes.append(indexes[mask])
+            all_indexes.append(indexes)
         if rans.encode(gc, torch.cat(all_symbols), torch.cat(all_indexes)) != y_string:
             raise FormatError("corrupted entropy-coded data (y string does not re-encode to itself)")
         return symbols.to(means_all.dtype) + means_all
