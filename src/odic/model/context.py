@@ -157,8 +157,10 @@ class ChannelCheckerboardContext(nn.Module):
             [ParameterRefinement(((6 if k else 4) * s, max(4 * s, 128), max(3 * s, 96), 2 * s))
              for k, s in enumerate(self.sizes)])
 
-    def slice_channels(self, k: int) -> Tensor:
-        return self.channel_order[self.starts[k]:self.starts[k] + self.sizes[k]]
+    def slice_channels(self, k: int, device: torch.device | str | None = None) -> Tensor:
+        """Slice ``k``'s channels, on ``device`` (the coder's integer path runs on the CPU wherever
+        the model is)."""
+        return self.channel_order[self.starts[k]:self.starts[k] + self.sizes[k]].to(device)
 
     def set_channel_order(self, order: Tensor) -> None:
         """Which channels go into which slice (a permutation of range(M)); before training only."""
@@ -171,7 +173,7 @@ class ChannelCheckerboardContext(nn.Module):
         masks = []
         for k in range(len(self.sizes)):
             in_slice = torch.zeros(1, len(self.channel_order), 1, 1, dtype=torch.bool)
-            in_slice[0, self.slice_channels(k)] = True
+            in_slice[0, self.slice_channels(k, "cpu")] = True
             masks += [in_slice & anchors, in_slice & ~anchors]
         return masks
 
@@ -188,7 +190,7 @@ class ChannelCheckerboardContext(nn.Module):
             idx = self.slice_channels(k)
             y_k, s_k, m_k = y_s[:, idx], scales[:, idx], means[:, idx]
             previous = torch.cat(values, dim=1) if k else None
-            no_spatial = torch.zeros_like(torch.cat([y_k, y_k], dim=1))
+            no_spatial = y_k.new_zeros(y_k.shape[0], 2 * y_k.shape[1], *y_k.shape[2:])
             a_scales, a_means = self.refine[k](self._inputs(k, no_spatial, previous, s_k, m_k), s_k, m_k)
             anchors = torch.where(mask, round_ste(y_k, a_means), torch.zeros_like(y_k))
             spatial = self.spatial[k](anchors) * ~mask
@@ -208,7 +210,7 @@ class ChannelCheckerboardContext(nn.Module):
         height, width = values_fixed.shape[-2:]
         anchors = anchor_mask(height, width)[0, 0]
         positions = ~anchors if non_anchors else anchors
-        idx = self.slice_channels(k)
+        idx = self.slice_channels(k, "cpu")
         values = values_fixed[0]
         scales, means = scales_fixed[0][idx][:, positions], means_fixed[0][idx][:, positions]
         if non_anchors:
@@ -222,7 +224,7 @@ class ChannelCheckerboardContext(nn.Module):
         if k:
             taps = [(dy, dx) for dy in range(CHANNEL_KERNEL) for dx in range(CHANNEL_KERNEL)]
             w, b = fixed_weights(self.channel[k - 1])
-            previous = values[self.channel_order[:self.starts[k]]]
+            previous = values[self.channel_order[:self.starts[k]].cpu()]
             parts.append(fixed_matmul(_tap_matrix(w, taps), b, _gather(previous, positions, CHANNEL_KERNEL, taps),
                                       relu=False))
         k_scales, k_means = self.refine[k].forward_fixed(torch.cat([*parts, scales, means]), scales, means)
