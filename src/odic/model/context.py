@@ -139,15 +139,7 @@ def slice_sizes(M: int) -> tuple[int, ...]:
 
 
 class ChannelCheckerboardContext(nn.Module):
-    """Channel slices in ``channel_order``, each coded as a checkerboard (2 passes per slice).
-
-    ``anchors_first`` (the ``checkerboard-channel`` kind) changes the order: the anchors of every
-    slice first, slice after slice, then the non-anchors slice after slice, so that every
-    non-anchor reads the anchors of all channels around it (as the plain checkerboard does) as well
-    as every channel of the slices before its own.
-    """
-
-    anchors_first = False
+    """Channel slices in ``channel_order``, each coded as a checkerboard (2 passes per slice)."""
 
     def __init__(self, M: int):
         super().__init__()
@@ -155,18 +147,12 @@ class ChannelCheckerboardContext(nn.Module):
         self.register_buffer("channel_order", torch.arange(M))
         starts = [sum(self.sizes[:k]) for k in range(len(self.sizes))]
         self.starts = starts
-        # Slice k's non-anchors read anchors 5x5 (their slice's, or every channel's with anchors
-        # first); every pass of slice k reads the slices before it 3x3 (what of them is decoded).
+        # Slice k: its anchors (5x5, the non-anchors' spatial context) and the slices before it (3x3).
         self.spatial = nn.ModuleList(
-            [nn.Conv2d(M if self.anchors_first else s, 2 * s, SPATIAL_KERNEL, padding=SPATIAL_KERNEL // 2)
-             for s in self.sizes])
+            [nn.Conv2d(s, 2 * s, SPATIAL_KERNEL, padding=SPATIAL_KERNEL // 2) for s in self.sizes])
         self.channel = nn.ModuleList(
             [nn.Conv2d(start, 2 * s, CHANNEL_KERNEL, padding=CHANNEL_KERNEL // 2)
              for s, start in zip(self.sizes[1:], starts[1:], strict=True)])
-        if self.anchors_first:  # the anchor passes see only the earlier slices' anchors: their own weights
-            self.channel_anchors = nn.ModuleList(
-                [nn.Conv2d(start, 2 * s, CHANNEL_KERNEL, padding=CHANNEL_KERNEL // 2)
-                 for s, start in zip(self.sizes[1:], starts[1:], strict=True)])
         self.refine = nn.ModuleList(
             [ParameterRefinement(((6 if k else 4) * s, max(4 * s, 128), max(3 * s, 96), 2 * s))
              for k, s in enumerate(self.sizes)])
@@ -182,60 +168,35 @@ class ChannelCheckerboardContext(nn.Module):
             raise ValueError("channel order must be a permutation of the latent's channels")
         self.channel_order.copy_(order)
 
-    def _pass(self, n: int) -> tuple[int, bool]:
-        """(slice, non-anchors?) of coding pass ``n``."""
-        count = len(self.sizes)
-        if self.anchors_first:
-            non_anchors, k = divmod(n, count)
-            return k, bool(non_anchors)
-        k, non_anchors = divmod(n, 2)
-        return k, bool(non_anchors)
-
     def passes(self, height: int, width: int) -> list[Tensor]:
         anchors = anchor_mask(height, width)
         masks = []
-        for n in range(2 * len(self.sizes)):
-            k, non_anchors = self._pass(n)
+        for k in range(len(self.sizes)):
             in_slice = torch.zeros(1, len(self.channel_order), 1, 1, dtype=torch.bool)
             in_slice[0, self.slice_channels(k, "cpu")] = True
-            masks.append(in_slice & (~anchors if non_anchors else anchors))
+            masks += [in_slice & anchors, in_slice & ~anchors]
         return masks
 
-    def _channel_context(self, k: int, non_anchors: bool) -> nn.Conv2d:
-        return self.channel_anchors[k - 1] if self.anchors_first and not non_anchors else self.channel[k - 1]
-
-    def _refined(self, k: int, non_anchors: bool, spatial: Tensor, previous: Tensor | None, scales: Tensor,
-                 means: Tensor) -> tuple[Tensor, Tensor]:
-        parts = [spatial] if previous is None else [spatial, self._channel_context(k, non_anchors)(previous)]
-        return self.refine[k](torch.cat([*parts, scales, means], dim=1), scales, means)
+    def _inputs(self, k: int, spatial: Tensor, previous: Tensor | None, scales: Tensor, means: Tensor) -> Tensor:
+        parts = [spatial] if previous is None else [spatial, self.channel[k - 1](previous)]
+        return torch.cat([*parts, scales, means], dim=1)
 
     def forward(self, y_s: Tensor, scales: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
-        """Float (scales, means) of every y, pass after pass; each value is rounded around the means
-        the coder uses for it before later passes read it (straight-through)."""
+        """Float (scales, means) of every y, slice after slice; each slice's values are rounded around
+        the means the coder uses for them before later slices read them (straight-through)."""
         mask = anchor_mask(*y_s.shape[-2:], device=y_s.device)
-        count = len(self.sizes)
-        idx = [self.slice_channels(k) for k in range(count)]
-        y, s, m = ([t[:, i] for i in idx] for t in (y_s, scales, means))
-        anchors, a_scales, a_means = [None] * count, [None] * count, [None] * count
-
-        def code_anchors(k: int, previous: Tensor | None) -> None:
-            no_spatial = y[k].new_zeros(y[k].shape[0], 2 * y[k].shape[1], *y[k].shape[2:])
-            a_scales[k], a_means[k] = self._refined(k, False, no_spatial, previous, s[k], m[k])
-            anchors[k] = torch.where(mask, round_ste(y[k], a_means[k]), torch.zeros_like(y[k]))
-
-        if self.anchors_first:
-            for k in range(count):
-                code_anchors(k, torch.cat(anchors[:k], dim=1) if k else None)
-            all_anchors = torch.cat(anchors, dim=1)[:, torch.argsort(self.channel_order)]
         values, out_scales, out_means = [], [], []
-        for k in range(count):
+        for k in range(len(self.sizes)):
+            idx = self.slice_channels(k)
+            y_k, s_k, m_k = y_s[:, idx], scales[:, idx], means[:, idx]
             previous = torch.cat(values, dim=1) if k else None
-            if not self.anchors_first:
-                code_anchors(k, previous)
-            spatial = self.spatial[k](all_anchors if self.anchors_first else anchors[k]) * ~mask
-            n_scales, n_means = self._refined(k, True, spatial, previous, s[k], m[k])
-            k_scales, k_means = torch.where(mask, a_scales[k], n_scales), torch.where(mask, a_means[k], n_means)
-            values.append(round_ste(y[k], k_means))
+            no_spatial = y_k.new_zeros(y_k.shape[0], 2 * y_k.shape[1], *y_k.shape[2:])
+            a_scales, a_means = self.refine[k](self._inputs(k, no_spatial, previous, s_k, m_k), s_k, m_k)
+            anchors = torch.where(mask, round_ste(y_k, a_means), torch.zeros_like(y_k))
+            spatial = self.spatial[k](anchors) * ~mask
+            n_scales, n_means = self.refine[k](self._inputs(k, spatial, previous, s_k, m_k), s_k, m_k)
+            k_scales, k_means = torch.where(mask, a_scales, n_scales), torch.where(mask, a_means, n_means)
+            values.append(round_ste(y_k, k_means))
             out_scales.append(k_scales)
             out_means.append(k_means)
         inverse = torch.argsort(self.channel_order)
@@ -244,8 +205,8 @@ class ChannelCheckerboardContext(nn.Module):
     @torch.no_grad()
     def pass_fixed(self, n: int, values_fixed: Tensor, scales_fixed: Tensor,
                    means_fixed: Tensor) -> tuple[Tensor, Tensor]:
-        """Exact (scales, means) at pass ``n``'s positions (its slice's channels; anchors or not)."""
-        k, non_anchors = self._pass(n)
+        """Exact (scales, means) at pass ``n``'s positions: slice ``n // 2``, anchors when ``n`` is even."""
+        k, non_anchors = divmod(n, 2)
         height, width = values_fixed.shape[-2:]
         anchors = anchor_mask(height, width)[0, 0]
         positions = ~anchors if non_anchors else anchors
@@ -255,15 +216,14 @@ class ChannelCheckerboardContext(nn.Module):
         if non_anchors:
             taps = _anchor_taps()
             w, b = fixed_weights(self.spatial[k])
-            source = values if self.anchors_first else values[idx]  # only anchors sit at these taps
-            spatial = fixed_matmul(_tap_matrix(w, taps), b, _gather(source, positions, SPATIAL_KERNEL, taps),
+            spatial = fixed_matmul(_tap_matrix(w, taps), b, _gather(values[idx], positions, SPATIAL_KERNEL, taps),
                                    relu=False)
         else:
             spatial = torch.zeros(2 * len(idx), int(positions.sum()), dtype=torch.float64)
         parts = [spatial]
         if k:
             taps = [(dy, dx) for dy in range(CHANNEL_KERNEL) for dx in range(CHANNEL_KERNEL)]
-            w, b = fixed_weights(self._channel_context(k, non_anchors))
+            w, b = fixed_weights(self.channel[k - 1])
             previous = values[self.channel_order[:self.starts[k]].cpu()]
             parts.append(fixed_matmul(_tap_matrix(w, taps), b, _gather(previous, positions, CHANNEL_KERNEL, taps),
                                       relu=False))
@@ -276,12 +236,5 @@ class ChannelCheckerboardContext(nn.Module):
         return scales_out, means_out
 
 
-class CheckerboardChannelContext(ChannelCheckerboardContext):
-    """The same slices, the anchors of every slice coded first (see ``anchors_first``)."""
-
-    anchors_first = True
-
-
 #: The context models by name (``ModelConfig.context``; "none" is the hyperprior alone).
-CONTEXT_MODELS = {"checkerboard": CheckerboardContext, "channel-checkerboard": ChannelCheckerboardContext,
-                  "checkerboard-channel": CheckerboardChannelContext}
+CONTEXT_MODELS = {"checkerboard": CheckerboardContext, "channel-checkerboard": ChannelCheckerboardContext}
