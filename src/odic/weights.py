@@ -41,7 +41,9 @@ DEFAULT_MODEL = "odic-base"
 # What each shipped model is for, as `odic models` and `odic.list_models()` show it (measured figures:
 # docs/results.md). A weights file installed by hand may carry its own line as meta["summary"].
 MODEL_SUMMARIES = {
-    "odic-base": "default: every observer and rate (odic-base-s38515 with a checkerboard context: 7-9% fewer bits)",
+    "odic-base": "default: every observer and rate (odic-base-s38515 with a channel-checkerboard context)",
+    "odic-base-cb14000-s38515": "the default until 2026-12-07 (checkerboard context), kept so that its files "
+                                "keep decoding",
     "odic-people": "for images only people will look at: fewer classifier answers than odic-base "
                    "(with a checkerboard context)",
     "odic-people-s36245": "odic-people until 2026-12-07 (no context model), kept so that its files keep decoding",
