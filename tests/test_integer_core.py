@@ -162,9 +162,10 @@ def paths(model):
             scales_fixed, means_fixed = model.h_s.forward_fixed(x_fixed)
         assert all(torch.equal(u, v) for u, v in zip(model.entropy_parameters(z, q, a), (scales_fixed, means_fixed),
                                                           strict=True))
-        everywhere = torch.ones(scales_fixed.shape, dtype=torch.bool)
-        indexes, means, _ = model.pass_parameters(0, everywhere, None, scales_fixed, means_fixed)
-        indexes, means = indexes.view(scales_fixed.shape), means.view(scales_fixed.shape)
+        # The coder's indexes and float means of these parameters (a context, where there is one,
+        # refines them further from decoded values; tests/test_context.py checks that part).
+        indexes = scale_indexes_fixed(scales_fixed, model.gaussian_conditional.scale_table)
+        means = from_fixed(means_fixed)
         out.append(((q, a), indexes, scales_fixed, means_fixed, means, *_float_path_with_error_model(model, z, q, a)))
     return out
 
@@ -183,7 +184,7 @@ def test_forward_fixed_matches_the_float_forward(paths):
             r = (fixed * LSB - ref - m) / s
             assert r.abs().max() <= SIGMAS, (cond, name, r.abs().max().item())
             residuals.append(r.flatten())
-        assert torch.equal(means.double(), means_fixed * LSB)  # pass_parameters hands them on exactly
+        assert torch.equal(means.double(), means_fixed * LSB)  # the float means are the integers, exactly
     # The error model explains the difference (residuals of unit spread): the tolerance is not idle.
     spread = torch.cat(residuals).std().item()
     assert 0.8 < spread < 1.25, spread
