@@ -563,3 +563,18 @@ def test_end_to_end_training_of_a_context_model(tiny_data, tmp_path):
     assert moved, "the context did not train"
     with pytest.raises(ValueError, match="--context checkerboard"):
         train(_cfg(tiny_data, tmp_path / "c", 1, init=str(run / "last.pt")))
+
+
+def test_context_only_keeps_the_context_kind_of_its_init(tmp_path):
+    """--context-only without --context continues the --init model's context, or adds a checkerboard."""
+    from argparse import Namespace
+
+    from odic.cli.train import _context
+    from odic.model import ModelConfig, OdicModel
+    from odic.weights import export_weights
+
+    path = tmp_path / "channel.pt"
+    export_weights(OdicModel(ModelConfig(N=8, M=20, context="channel-checkerboard")), path, "tiny-channel", {})
+    assert _context(Namespace(context=None, context_only=True, init=str(path))) == "channel-checkerboard"
+    assert _context(Namespace(context=None, context_only=True, init=None)) == "checkerboard"
+    assert _context(Namespace(context="checkerboard", context_only=True, init=str(path))) == "checkerboard"

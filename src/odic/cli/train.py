@@ -70,7 +70,7 @@ def register(sub) -> None:
     t.add_argument("--context", default=None, metavar="NAME",
                    help="entropy model of y: none, checkerboard (half of y coded first refines the other half's "
                         "parameters) or channel-checkerboard (channel slices, each a checkerboard, each informing "
-                        "the next); default: --init's, else none (checkerboard with --context-only)")
+                        "the next); default: --init's, else none (else checkerboard with --context-only)")
     t.add_argument("--context-only", action="store_true",
                    help="train only a context added to --init, on its latents computed once "
                         "(fast; every other tensor stays --init's)")
@@ -158,16 +158,16 @@ def run_train(args) -> int:
 
 
 def _context(args) -> str:
-    """``--context``, else the --init model's (so that training on from a context model keeps it)."""
+    """``--context``, else the --init model's (so that training on from a context model keeps it);
+    --context-only adds a checkerboard to a model without one."""
     if args.context is not None:
         return args.context
-    if args.context_only:
-        return "checkerboard"
+    context = "none"
     if args.init:
         from ..weights import read_weights_file
 
-        return read_weights_file(args.init)["config"].get("context", "none")
-    return "none"
+        context = read_weights_file(args.init)["config"].get("context", "none")
+    return "checkerboard" if args.context_only and context == "none" else context
 
 
 def run_export(args) -> int:
