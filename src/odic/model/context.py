@@ -47,9 +47,10 @@ def anchor_mask(height: int, width: int, device: torch.device | str = "cpu") -> 
     return ((rows + cols) % 2 == 0).view(1, 1, height, width)
 
 
-def _anchor_taps() -> list[tuple[int, int]]:
-    """The taps of the spatial kernel that fall on anchors when centred on a non-anchor."""
-    return [(dy, dx) for dy in range(SPATIAL_KERNEL) for dx in range(SPATIAL_KERNEL) if (dy + dx) % 2 == 1]
+#: The taps of the spatial kernel that fall on anchors when centred on a non-anchor.
+ANCHOR_TAPS = [(dy, dx) for dy in range(SPATIAL_KERNEL) for dx in range(SPATIAL_KERNEL) if (dy + dx) % 2 == 1]
+#: Every tap of the channel kernel (the earlier slices are decoded everywhere).
+CHANNEL_TAPS = [(dy, dx) for dy in range(CHANNEL_KERNEL) for dx in range(CHANNEL_KERNEL)]
 
 
 def _gather(values: Tensor, positions: Tensor, kernel: int, taps: list[tuple[int, int]]) -> Tensor:
@@ -121,9 +122,9 @@ class CheckerboardContext(nn.Module):
             return scales_fixed, means_fixed
         height, width = values_fixed.shape[-2:]
         rest = ~anchor_mask(height, width)[0, 0]
-        taps = _anchor_taps()
         w, b = fixed_weights(self.context)
-        x = fixed_matmul(_tap_matrix(w, taps), b, _gather(values_fixed[0], rest, SPATIAL_KERNEL, taps), relu=False)
+        x = fixed_matmul(_tap_matrix(w, ANCHOR_TAPS), b, _gather(values_fixed[0], rest, SPATIAL_KERNEL, ANCHOR_TAPS),
+                         relu=False)
         scales, means = scales_fixed[0][:, rest], means_fixed[0][:, rest]
         refined_scales, refined_means = self.layers.forward_fixed(torch.cat([x, scales, means]), scales, means)
         scales_out, means_out = scales_fixed.clone(), means_fixed.clone()
@@ -214,19 +215,17 @@ class ChannelCheckerboardContext(nn.Module):
         values = values_fixed[0]
         scales, means = scales_fixed[0][idx][:, positions], means_fixed[0][idx][:, positions]
         if non_anchors:
-            taps = _anchor_taps()
             w, b = fixed_weights(self.spatial[k])
-            spatial = fixed_matmul(_tap_matrix(w, taps), b, _gather(values[idx], positions, SPATIAL_KERNEL, taps),
-                                   relu=False)
+            spatial = fixed_matmul(_tap_matrix(w, ANCHOR_TAPS), b,
+                                   _gather(values[idx], positions, SPATIAL_KERNEL, ANCHOR_TAPS), relu=False)
         else:
             spatial = torch.zeros(2 * len(idx), int(positions.sum()), dtype=torch.float64)
         parts = [spatial]
         if k:
-            taps = [(dy, dx) for dy in range(CHANNEL_KERNEL) for dx in range(CHANNEL_KERNEL)]
             w, b = fixed_weights(self.channel[k - 1])
             previous = values[self.channel_order[:self.starts[k]].cpu()]
-            parts.append(fixed_matmul(_tap_matrix(w, taps), b, _gather(previous, positions, CHANNEL_KERNEL, taps),
-                                      relu=False))
+            parts.append(fixed_matmul(_tap_matrix(w, CHANNEL_TAPS), b,
+                                      _gather(previous, positions, CHANNEL_KERNEL, CHANNEL_TAPS), relu=False))
         k_scales, k_means = self.refine[k].forward_fixed(torch.cat([*parts, scales, means]), scales, means)
         scales_out, means_out = scales_fixed.clone(), means_fixed.clone()
         rows = idx.view(-1, 1)

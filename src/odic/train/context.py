@@ -137,11 +137,14 @@ def train_context(cfg: TrainConfig, log=print) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     resumed = torch.load(ckpt_path, map_location="cpu", weights_only=False) if cfg.resume and ckpt_path.exists() \
         else None
+    fresh_context = False  # a context added now (not resumed, not continued from --init)
     if resumed is not None:
         model = OdicModel(ModelConfig(**resumed["model_config"]))
         model.load_state_dict(resumed["model"])
     else:
-        model = OdicModel(replace(_init_config(cfg.init), context=cfg.context))
+        init_config = _init_config(cfg.init)
+        fresh_context = init_config.context == "none"
+        model = OdicModel(replace(init_config, context=cfg.context))
         init_model_weights(model, cfg.init)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -160,7 +163,7 @@ def train_context(cfg: TrainConfig, log=print) -> Path:
     g = torch.Generator().manual_seed(cfg.seed + step)  # a resumed run draws a fresh cache
     sampler = CropSampler(load_images(train_files), cfg.crop, cfg.seed + step)
     latents = build_cache(model, sampler, cfg.context_cache, chunk=8, g=g, log=log)
-    if resumed is None and hasattr(model.context, "set_channel_order") and _init_config(cfg.init).context == "none":
+    if fresh_context and hasattr(model.context, "set_channel_order"):
         with torch.no_grad():
             costs = y_bits(model, latents, noisy=False, use_context=False)
         model.context.set_channel_order(torch.argsort(costs, descending=True))
