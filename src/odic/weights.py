@@ -45,7 +45,9 @@ MODEL_SUMMARIES = {
     "odic-base-cb14000-s38515": "the default until 2026-12-07 (checkerboard context), kept so that its files "
                                 "keep decoding",
     "odic-people": "for images only people will look at: fewer classifier answers than odic-base "
-                   "(with a checkerboard context)",
+                   "(with a channel-checkerboard context)",
+    "odic-people-cb9000-s36245": "odic-people until 2026-12-07 (checkerboard context), kept so that its files "
+                                 "keep decoding",
     "odic-people-s36245": "odic-people until 2026-12-07 (no context model), kept so that its files keep decoding",
     "odic-base-s38515": "the default until 2026-12-07 (no context model), kept so that its files keep decoding",
     "odic-base-s29033": "the default until 2026-12-06, kept so that its files keep decoding",
