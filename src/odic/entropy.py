@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .derived import derived
+
 ACT_FRAC_BITS = 10
 WEIGHT_FRAC_BITS = 14
 ACT_LIMIT = float(1 << 24)  # |activation| bound, keeps every accumulator below 2**53
@@ -66,11 +68,15 @@ class HyperSynthesis(nn.Module):
 
 
 def fixed_weights(layer: nn.Conv2d | nn.ConvTranspose2d) -> tuple[Tensor, Tensor]:
-    """A layer's (weight, bias) as integers (float64): the weight at ``WEIGHT_FRAC_BITS``, the bias at
-    the accumulator's scale (``WEIGHT_FRAC_BITS + ACT_FRAC_BITS``)."""
-    w = torch.round(layer.weight.detach().double().cpu() * float(1 << WEIGHT_FRAC_BITS))
-    b = torch.round(layer.bias.detach().double().cpu() * float(1 << (WEIGHT_FRAC_BITS + ACT_FRAC_BITS)))
-    return w.clamp(-WEIGHT_LIMIT, WEIGHT_LIMIT), b
+    """A layer's (weight, bias) as integers (float64, CPU): the weight at ``WEIGHT_FRAC_BITS``, the bias
+    at the accumulator's scale (``WEIGHT_FRAC_BITS + ACT_FRAC_BITS``). Built once per parameter version."""
+
+    def build() -> tuple[Tensor, Tensor]:
+        w = torch.round(layer.weight.detach().double().cpu() * float(1 << WEIGHT_FRAC_BITS))
+        b = torch.round(layer.bias.detach().double().cpu() * float(1 << (WEIGHT_FRAC_BITS + ACT_FRAC_BITS)))
+        return w.clamp(-WEIGHT_LIMIT, WEIGHT_LIMIT), b
+
+    return derived(layer, "fixed_weights", (layer.weight, layer.bias), build)
 
 
 def rescale(acc: Tensor, relu: bool) -> Tensor:

@@ -40,7 +40,7 @@ from .conditioning import (
     GainTable,
 )
 from .context import CONTEXT_MODELS, round_ste
-from .fast_synthesis import run_synthesis
+from .inplace import run_inplace
 from .strips import synthesize_in_strips
 
 SCALES_MIN, SCALES_MAX, SCALES_LEVELS = 0.11, 256.0, 64
@@ -225,11 +225,12 @@ class OdicModel(CompressionModel):
         ``values_fixed``: the values the passes before decoded (symbols + their means, integers at
         ``ACT_FRAC_BITS``), zero where nothing is decoded yet; without a context, unused.
         """
-        if self.context is not None:
-            scales_fixed, means_fixed = self.context.pass_fixed(n, values_fixed, scales_fixed, means_fixed)
-        means_fixed = means_fixed[mask]
-        indexes = scale_indexes_fixed(scales_fixed[mask], self.gaussian_conditional.scale_table)
-        return indexes, from_fixed(means_fixed), means_fixed
+        if self.context is None:
+            scales, means = scales_fixed[mask], means_fixed[mask]
+        else:
+            scales, means = self.context.pass_fixed(n, values_fixed, scales_fixed, means_fixed)
+        indexes = scale_indexes_fixed(scales, self.gaussian_conditional.scale_table)
+        return indexes, from_fixed(means), means
 
     @staticmethod
     def condition_tensors(quality_code: int, alpha_code: int, batch: int, device) -> tuple[Tensor, Tensor]:
@@ -242,7 +243,7 @@ class OdicModel(CompressionModel):
         """The (gained) latents ``(y_s, z_s)`` the analysis transforms give a padded batch ``x``."""
         q, a = self.condition_tensors(quality_code, alpha_code, x.shape[0], x.device)
         cond = self.embed(q, a)
-        y_s = self.g_a(x, cond) * self.gain(q, a)
+        y_s = run_inplace(self.g_a, x, cond) * self.gain(q, a)
         z_s = self.h_a(y_s) * self.hyper_gain(q, a)
         return y_s, z_s
 
@@ -350,7 +351,7 @@ class OdicModel(CompressionModel):
         if device.type == "cpu":
             x_hat = synthesize_in_strips(self.g_s, y_hat, cond)
         else:
-            x_hat = run_synthesis(self.g_s, y_hat, cond)
+            x_hat = run_inplace(self.g_s, y_hat, cond)
         if not torch.isfinite(x_hat).all():
             raise FormatError("corrupted entropy-coded data (decoded values are not finite)")
         return x_hat.clamp_(0, 1)

@@ -23,12 +23,14 @@ pass codes it with (straight-through), as the coder does.
 
 from __future__ import annotations
 
+from functools import partial
 from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..derived import derived
 from ..entropy import fixed_matmul, fixed_weights
 
 SPATIAL_KERNEL = 5
@@ -60,9 +62,15 @@ def _gather(values: Tensor, positions: Tensor, kernel: int, taps: list[tuple[int
     return torch.cat([padded[:, dy:dy + height, dx:dx + width][:, positions] for dy, dx in taps])
 
 
-def _tap_matrix(weight: Tensor, taps: list[tuple[int, int]]) -> Tensor:
-    """A convolution's integer weight (Cout, Cin, k, k) as the matrix that multiplies :func:`_gather`."""
-    return torch.cat([weight[:, :, dy, dx] for dy, dx in taps], dim=1)
+def _tap_matrix(conv: nn.Conv2d, taps: list[tuple[int, int]]) -> tuple[Tensor, Tensor]:
+    """A convolution's integer (weight, bias) with the weight (Cout, Cin, k, k) as the matrix
+    (Cout, Cin * len(taps)) that multiplies :func:`_gather` (built once per parameter version)."""
+
+    def build() -> tuple[Tensor, Tensor]:
+        w, b = fixed_weights(conv)
+        return torch.cat([w[:, :, dy, dx] for dy, dx in taps], dim=1), b
+
+    return derived(conv, f"taps-{len(taps)}", (conv.weight, conv.bias), build)
 
 
 class ParameterRefinement(nn.ModuleList):
@@ -82,14 +90,26 @@ class ParameterRefinement(nn.ModuleList):
         d_scales, d_means = x.chunk(2, dim=1)
         return scales + d_scales, means + d_means
 
-    def forward_fixed(self, columns: Tensor, scales: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
-        """Exact path over columns (Cin, P) of integers; ``scales``, ``means``: (C, P)."""
+    def forward_fixed(self, columns: Tensor, scales: Tensor, means: Tensor,
+                      zero_rows: int = 0) -> tuple[Tensor, Tensor]:
+        """Exact path over columns (Cin, P) of integers; ``scales``, ``means``: (C, P).
+
+        ``zero_rows``: how many leading input channels are zero and left out of ``columns`` (a
+        context not read yet): their weights are skipped, which changes no integer.
+        """
         x = columns
         for n, layer in enumerate(self):
-            w, b = fixed_weights(layer)
-            x = fixed_matmul(w[:, :, 0, 0], b, x, relu=n < len(self) - 1)
+            skip = zero_rows if n == 0 else 0
+            w, b = derived(layer, f"matrix-{skip}", (layer.weight, layer.bias), partial(_matrix, layer, skip))
+            x = fixed_matmul(w, b, x, relu=n < len(self) - 1)
         d_scales, d_means = x.chunk(2)
         return scales + d_scales, means + d_means
+
+
+def _matrix(layer: nn.Conv2d, skip: int) -> tuple[Tensor, Tensor]:
+    """A 1x1 convolution's integer (weight, bias), the weight as a matrix without its first ``skip`` columns."""
+    w, b = fixed_weights(layer)
+    return w[:, skip:, 0, 0].contiguous(), b
 
 
 class CheckerboardContext(nn.Module):
@@ -115,22 +135,20 @@ class CheckerboardContext(nn.Module):
     @torch.no_grad()
     def pass_fixed(self, n: int, values_fixed: Tensor, scales_fixed: Tensor,
                    means_fixed: Tensor) -> tuple[Tensor, Tensor]:
-        """Exact (scales, means) of pass ``n``'s positions (integers at ``ACT_FRAC_BITS``, float64,
-        (1, M, H, W)), from the values decoded by the passes before it (``values_fixed``, zero
-        elsewhere). Pass 1 reads only the anchor taps: a quarter of the dense convolution's work."""
-        if n == 0:
-            return scales_fixed, means_fixed
+        """Exact (scales, means) at pass ``n``'s positions, flat in (channel, row, column) order, from
+        h_s's (integers at ``ACT_FRAC_BITS``, float64, (1, M, H, W)) and the values the passes before
+        it decoded (``values_fixed``, zero elsewhere). Pass 1 reads only the anchor taps: a quarter
+        of the dense convolution's work."""
         height, width = values_fixed.shape[-2:]
-        rest = ~anchor_mask(height, width)[0, 0]
-        w, b = fixed_weights(self.context)
-        x = fixed_matmul(_tap_matrix(w, ANCHOR_TAPS), b, _gather(values_fixed[0], rest, SPATIAL_KERNEL, ANCHOR_TAPS),
-                         relu=False)
+        anchors = anchor_mask(height, width)[0, 0]
+        if n == 0:
+            return scales_fixed[0][:, anchors].reshape(-1), means_fixed[0][:, anchors].reshape(-1)
+        rest = ~anchors
+        w, b = _tap_matrix(self.context, ANCHOR_TAPS)
+        x = fixed_matmul(w, b, _gather(values_fixed[0], rest, SPATIAL_KERNEL, ANCHOR_TAPS), relu=False)
         scales, means = scales_fixed[0][:, rest], means_fixed[0][:, rest]
         refined_scales, refined_means = self.layers.forward_fixed(torch.cat([x, scales, means]), scales, means)
-        scales_out, means_out = scales_fixed.clone(), means_fixed.clone()
-        scales_out[0][:, rest] = refined_scales
-        means_out[0][:, rest] = refined_means
-        return scales_out, means_out
+        return refined_scales.reshape(-1), refined_means.reshape(-1)
 
 
 def slice_sizes(M: int) -> tuple[int, ...]:
@@ -206,7 +224,9 @@ class ChannelCheckerboardContext(nn.Module):
     @torch.no_grad()
     def pass_fixed(self, n: int, values_fixed: Tensor, scales_fixed: Tensor,
                    means_fixed: Tensor) -> tuple[Tensor, Tensor]:
-        """Exact (scales, means) at pass ``n``'s positions: slice ``n // 2``, anchors when ``n`` is even."""
+        """Exact (scales, means) at pass ``n``'s positions (slice ``n // 2``, anchors when ``n`` is
+        even), flat in (channel, row, column) order; arguments as for the checkerboard. An anchor
+        pass has no spatial context yet: its zero rows are left out of the product."""
         k, non_anchors = divmod(n, 2)
         height, width = values_fixed.shape[-2:]
         anchors = anchor_mask(height, width)[0, 0]
@@ -214,25 +234,18 @@ class ChannelCheckerboardContext(nn.Module):
         idx = self.slice_channels(k, "cpu")
         values = values_fixed[0]
         scales, means = scales_fixed[0][idx][:, positions], means_fixed[0][idx][:, positions]
+        parts = []
         if non_anchors:
-            w, b = fixed_weights(self.spatial[k])
-            spatial = fixed_matmul(_tap_matrix(w, ANCHOR_TAPS), b,
-                                   _gather(values[idx], positions, SPATIAL_KERNEL, ANCHOR_TAPS), relu=False)
-        else:
-            spatial = torch.zeros(2 * len(idx), int(positions.sum()), dtype=torch.float64)
-        parts = [spatial]
+            w, b = _tap_matrix(self.spatial[k], ANCHOR_TAPS)
+            parts.append(fixed_matmul(w, b, _gather(values[idx], positions, SPATIAL_KERNEL, ANCHOR_TAPS), relu=False))
         if k:
-            w, b = fixed_weights(self.channel[k - 1])
+            w, b = _tap_matrix(self.channel[k - 1], CHANNEL_TAPS)
             previous = values[self.channel_order[:self.starts[k]].cpu()]
-            parts.append(fixed_matmul(_tap_matrix(w, CHANNEL_TAPS), b,
-                                      _gather(previous, positions, CHANNEL_KERNEL, CHANNEL_TAPS), relu=False))
-        k_scales, k_means = self.refine[k].forward_fixed(torch.cat([*parts, scales, means]), scales, means)
-        scales_out, means_out = scales_fixed.clone(), means_fixed.clone()
-        rows = idx.view(-1, 1)
-        cols = positions.nonzero(as_tuple=True)
-        scales_out[0][rows, cols[0], cols[1]] = k_scales
-        means_out[0][rows, cols[0], cols[1]] = k_means
-        return scales_out, means_out
+            parts.append(fixed_matmul(w, b, _gather(previous, positions, CHANNEL_KERNEL, CHANNEL_TAPS), relu=False))
+        k_scales, k_means = self.refine[k].forward_fixed(torch.cat([*parts, scales, means]), scales, means,
+                                                         zero_rows=0 if non_anchors else 2 * len(idx))
+        in_channel_order = torch.argsort(idx)  # the slice's rows as the pass's mask lists them
+        return k_scales[in_channel_order].reshape(-1), k_means[in_channel_order].reshape(-1)
 
 
 #: The context models by name (``ModelConfig.context``; "none" is the hyperprior alone).

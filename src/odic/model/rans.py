@@ -8,28 +8,20 @@ spends its time"). The coder, the tables and the bytes are CompressAI's, so stre
 
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 import torch
 from compressai.ans import RansDecoder
 from compressai.entropy_models import GaussianConditional
 from torch import Tensor
 
-#: Per entropy model: (key of the table tensors it was made from, (cdf, lengths, offsets) as lists).
-_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+from ..derived import derived
 
 
 def _tables(gc: GaussianConditional) -> tuple[list, list, list]:
-    """The CDF tables as lists, rebuilt when ``gc.update()`` replaced them."""
-    tensors = (gc._quantized_cdf, gc._cdf_length, gc._offset)
-    key = tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in tensors)
-    hit = _TABLES.get(gc)
-    if hit is None or hit[0] != key:
-        hit = (key, (gc._quantized_cdf.tolist(), gc._cdf_length.reshape(-1).int().tolist(),
-                     gc._offset.reshape(-1).int().tolist()))
-        _TABLES[gc] = hit
-    return hit[1]
+    """The CDF tables as lists (cdf, lengths, offsets), rebuilt when ``gc.update()`` replaced them."""
+    return derived(gc, "rans_tables", (gc._quantized_cdf, gc._cdf_length, gc._offset),
+                   lambda: (gc._quantized_cdf.tolist(), gc._cdf_length.reshape(-1).int().tolist(),
+                            gc._offset.reshape(-1).int().tolist()))
 
 
 def _as_list(t: Tensor) -> list[int]:

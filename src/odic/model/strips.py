@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..parallel import map_single_threaded
 from .conditioning import ConditionalSequential
-from .fast_synthesis import run_synthesis
+from .inplace import run_inplace
 
 #: Latent rows a strip keeps (256 px): small enough that a 768x512 image gives two strips.
 STRIP_ROWS = 16
@@ -37,7 +37,7 @@ def strip_bounds(rows: int) -> list[tuple[int, int, int, int]]:
 
 
 def _synthesize_strip(g_s: ConditionalSequential, y: Tensor, cond: Tensor) -> Tensor:
-    return run_synthesis(g_s, y.contiguous(memory_format=torch.channels_last), cond).contiguous()
+    return run_inplace(g_s, y.contiguous(memory_format=torch.channels_last), cond).contiguous()
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""The decoder's in-place GDN and FiLM compute the training graph's function."""
+"""The inference path's in-place GDN and FiLM compute the training graph's function."""
 
 from __future__ import annotations
 
@@ -8,18 +8,19 @@ from compressai.layers import GDN
 
 from odic.model import ModelConfig, OdicModel
 from odic.model.conditioning import FiLM
-from odic.model.fast_synthesis import film_inplace, gdn_inplace, run_synthesis
+from odic.model.inplace import film_inplace, gdn_inplace, run_inplace
 
 
-def test_synthesis_matches_training_graph():
+def test_transforms_match_training_graph():
     torch.manual_seed(0)
     model = OdicModel(ModelConfig(N=32, M=48)).eval()
     for p in model.parameters():  # FiLM starts at the identity: give it something to do
         p.data.add_(0.01 * torch.randn_like(p))
-    y = torch.randn(1, 48, 4, 6)
+    y, x = torch.randn(1, 48, 4, 6), torch.rand(1, 3, 64, 96)
     cond = model.embed(torch.tensor([0.3]), torch.tensor([0.7]))
     with torch.no_grad():
-        assert torch.allclose(run_synthesis(model.g_s, y, cond), model.g_s(y, cond), atol=1e-5)
+        assert torch.equal(run_inplace(model.g_a, x, cond), model.g_a(x, cond))
+        assert torch.allclose(run_inplace(model.g_s, y, cond), model.g_s(y, cond), atol=1e-5)
 
 
 @pytest.mark.parametrize("inverse", [True, False])
@@ -47,11 +48,13 @@ def test_inplace_film_is_bit_identical():
         assert torch.equal(film_inplace(x.clone(), film, cond), film(x, cond))
 
 
-def test_synthesis_leaves_its_input_alone():
-    """The in-place layers only ever overwrite buffers the synthesis made itself."""
+def test_transforms_leave_their_input_alone():
+    """The in-place layers only ever overwrite buffers the transform made itself."""
     torch.manual_seed(4)
     model = OdicModel(ModelConfig(N=32, M=48)).eval()
-    y = torch.randn(1, 48, 4, 6)
-    before = y.clone()
-    run_synthesis(model.g_s, y, model.embed(torch.tensor([0.5]), torch.tensor([0.0])))
-    assert torch.equal(y, before)
+    y, x = torch.randn(1, 48, 4, 6), torch.rand(1, 3, 64, 96)
+    before_y, before_x = y.clone(), x.clone()
+    cond = model.embed(torch.tensor([0.5]), torch.tensor([0.0]))
+    run_inplace(model.g_s, y, cond)
+    run_inplace(model.g_a, x, cond)
+    assert torch.equal(y, before_y) and torch.equal(x, before_x)
