@@ -267,6 +267,44 @@ def test_encoder_only_training_keeps_the_decoder_and_old_streams(tiny_data, tmp_
     assert not refused.exists()
 
 
+def test_encoder_blocks_start_as_the_identity_and_train_under_the_same_decoder(tiny_data, tmp_path):
+    """--encoder-blocks adds LatentBlocks that leave --init's latents as they were, learn under
+    --encoder-only, and export as a file that still decodes the old model's streams."""
+    from dataclasses import replace
+
+    import odic
+    from odic.cli import main
+    from odic.model import OdicModel
+    from odic.train.loop import init_model_weights
+
+    old = tmp_path / "old.pt"
+    assert main(["export", str(train(_cfg(tiny_data, tmp_path / "a", 4)) / "last.pt"), "-o", str(old),
+                 "--model-id", "tiny-old"]) == 0
+    old_codec = odic.load(old)
+    grown = OdicModel(replace(old_codec.model.config, encoder_blocks=2)).eval()
+    init_model_weights(grown, str(old))
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(grown.analyse(x, 700, 300)[0], old_codec.model.analyse(x, 700, 300)[0])
+
+    run = train(_cfg(tiny_data, tmp_path / "enc", 4, init=str(old), encoder_only=True, encoder_blocks=2, lr=1e-2))
+    new = tmp_path / "new.pt"
+    assert main(["export", str(run / "last.pt"), "-o", str(new), "--model-id", "tiny-blocks",
+                 "--same-decoder-as", str(old)]) == 0
+    codec = odic.load(new)
+    assert codec.model.config.encoder_blocks == 2
+    assert any(torch.count_nonzero(layer.conv2.weight) for layer in codec.model.g_a.layers[-2:])  # they learned
+    image = smooth_image(40, 48, seed=3)
+    old_stream = old_codec.compress(image, quality=60)
+    assert np.array_equal(np.asarray(codec.decompress(old_stream)), np.asarray(old_codec.decompress(old_stream)))
+    assert codec.decompress(codec.compress(image, quality=60)).size == (48, 40)
+
+    # Training on from it keeps its blocks; asking for fewer than it has is refused before any step.
+    with pytest.raises(ValueError, match="2 encoder blocks"):
+        train(_cfg(tiny_data, tmp_path / "fewer", 2, init=str(new), encoder_blocks=1))
+    assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "neg"), "--init", str(new),
+                 "--encoder-blocks", "-1"]) == 2
+
+
 def test_encoder_only_needs_a_trained_model(tiny_data, tmp_path):
     from odic.cli import main
 

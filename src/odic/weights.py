@@ -134,7 +134,7 @@ def compatible_decodes(model: OdicModel, state: dict[str, torch.Tensor], earlier
     would decode old streams differently can never claim them.
     """
     payload = read_weights_file(earlier)
-    if payload["config"] != model.config.to_dict():
+    if ModelConfig(**payload["config"]).decoder_dict() != model.config.decoder_dict():
         raise ValueError(f"{earlier}: a different model configuration, its streams cannot be decoded by this one")
     old, new = decoder_state(payload["state_dict"]), decoder_state(state)
     for key in sorted(set(old) | set(new)):

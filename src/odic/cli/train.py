@@ -71,6 +71,9 @@ def register(sub) -> None:
                    help="entropy model of y: none, checkerboard (half of y coded first refines the other half's "
                         "parameters) or channel-checkerboard (channel slices, each a checkerboard, each informing "
                         "the next); default: --init's, else none (else checkerboard with --context-only)")
+    t.add_argument("--encoder-blocks", type=int, default=None, metavar="K",
+                   help="conditioned residual blocks at the end of the analysis transform (encoder capacity; "
+                        "new ones start as the identity, train them with --encoder-only); default: --init's, else 0")
     t.add_argument("--context-only", action="store_true",
                    help="train only a context added to --init, on its latents computed once "
                         "(fast; every other tensor stays --init's)")
@@ -121,6 +124,8 @@ def run_train(args) -> int:
         raise UsageError(f"unknown --context {args.context!r} (known: {', '.join(CONTEXTS)})")
     if args.context_only and args.context == "none":
         raise UsageError("--context-only trains a context: not with --context none")
+    if args.encoder_blocks is not None and args.encoder_blocks < 0:
+        raise UsageError("--encoder-blocks must be >= 0")
     if args.context_cache < args.batch:
         raise UsageError("--context-cache must be at least --batch")
     if args.precision not in PRECISIONS:
@@ -148,7 +153,8 @@ def run_train(args) -> int:
         precision=args.precision, balance_rates=args.balance_rates, human_steps=args.human_steps,
         lr_drop_step=args.lr_drop_step, encoder_only=args.encoder_only,
         anchor=args.anchor, anchor_weight=args.anchor_weight, anchor_mode=args.anchor_mode,
-        context=_context(args), context_only=args.context_only, context_cache=args.context_cache,
+        context=_context(args), encoder_blocks=_encoder_blocks(args),
+        context_only=args.context_only, context_cache=args.context_cache,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     t0 = time.time()
@@ -168,6 +174,17 @@ def _context(args) -> str:
 
         context = read_weights_file(args.init)["config"].get("context", "none")
     return "checkerboard" if args.context_only and context == "none" else context
+
+
+def _encoder_blocks(args) -> int:
+    """``--encoder-blocks``, else the --init model's (training on from it keeps them)."""
+    if args.encoder_blocks is not None:
+        return args.encoder_blocks
+    if args.init:
+        from ..weights import read_weights_file
+
+        return read_weights_file(args.init)["config"].get("encoder_blocks", 0)
+    return 0
 
 
 def run_export(args) -> int:

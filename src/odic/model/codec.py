@@ -38,6 +38,7 @@ from .conditioning import (
     ConditionEmbedding,
     FiLM,
     GainTable,
+    LatentBlock,
 )
 from .context import CONTEXT_MODELS, round_ste
 from .inplace import run_inplace
@@ -64,6 +65,7 @@ class ModelConfig:
     lambda_min: float = 0.5  # rate-distortion weight at quality 0: reaches ~0.1 bpp
     lambda_max: float = 160.0  # ... and at quality 100 (geometric in between)
     context: str = "none"  # a name of CONTEXT_MODELS: y coded in passes, see .context
+    encoder_blocks: int = 0  # LatentBlocks at the end of g_a (encoder only: streams unchanged)
 
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
@@ -71,6 +73,10 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def decoder_dict(self) -> dict:
+        """The fields a stream's decoding depends on (all but the encoder's extra blocks)."""
+        return {k: v for k, v in asdict(self).items() if k != "encoder_blocks"}
 
 
 def z_likelihoods_ste(bottleneck: EntropyBottleneck, z_hat: Tensor) -> Tensor:
@@ -106,6 +112,7 @@ class OdicModel(CompressionModel):
             conv(N, N), GDN(N), FiLM(N, d),
             conv(N, N), GDN(N), FiLM(N, d),
             conv(N, M),
+            *[LatentBlock(M, d) for _ in range(cfg.encoder_blocks)],
         )
         self.g_s = ConditionalSequential(
             deconv(M, N), GDN(N, inverse=True), FiLM(N, d),

@@ -8,6 +8,9 @@ and ``alpha`` in [0, 1] (0 = human observer, 1 = machine observer).
   because the grid is.
 * :class:`FiLM` scales and shifts feature maps with values predicted from the condition embedding,
   so the transforms themselves can change what they keep for each observer.
+* :class:`LatentBlock` is a conditioned residual block on the latent: extra encoder capacity that
+  starts as the identity, so it can be added to a trained encoder and trained alone (the decoder,
+  hence every stream, unchanged).
 
 The integer variant of the interpolation (:meth:`GainTable.interpolate_fixed`) is exact and is
 what the entropy-parameter path uses, so the decoder reproduces the encoder's numbers bit for bit.
@@ -16,6 +19,7 @@ what the entropy-parameter path uses, so the decoder reproduces the encoder's nu
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..bitstream import ALPHA_CODE_MAX, QUALITY_CODE_MAX
@@ -75,7 +79,11 @@ class ConditionEmbedding(nn.Module):
         return self.net(torch.stack([q, alpha], dim=1))
 
 
-class FiLM(nn.Module):
+class Conditioned(nn.Module):
+    """A layer of a :class:`ConditionalSequential` that reads the condition embedding: ``forward(x, cond)``."""
+
+
+class FiLM(Conditioned):
     """Feature-wise affine modulation; starts as the identity."""
 
     def __init__(self, channels: int, cond_dim: int = 64):
@@ -89,8 +97,25 @@ class FiLM(nn.Module):
         return x * (1 + gamma) + beta
 
 
+class LatentBlock(Conditioned):
+    """``x + conv(FiLM(LeakyReLU(conv(x)), cond))`` with 3x3 convolutions: a residual correction of
+    the latent that depends on (quality, observer), as encoder refinement's per-image edits do.
+    The last convolution starts at zero, so a new block is the identity."""
+
+    def __init__(self, channels: int, cond_dim: int = 64):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.film = FiLM(channels, cond_dim)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        return x + self.conv2(self.film(F.leaky_relu(self.conv1(x)), cond))
+
+
 class ConditionalSequential(nn.Module):
-    """Runs layers in order, passing the condition embedding to the FiLM layers only."""
+    """Runs layers in order, passing the condition embedding to the :class:`Conditioned` ones only."""
 
     def __init__(self, *layers: nn.Module):
         super().__init__()
@@ -98,5 +123,5 @@ class ConditionalSequential(nn.Module):
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         for layer in self.layers:
-            x = layer(x, cond) if isinstance(layer, FiLM) else layer(x)
+            x = layer(x, cond) if isinstance(layer, Conditioned) else layer(x)
         return x

@@ -17,7 +17,7 @@ from compressai.layers import GDN
 from torch import Tensor
 
 from ..derived import derived
-from .conditioning import ConditionalSequential, FiLM
+from .conditioning import ConditionalSequential, Conditioned, FiLM
 
 
 def _gdn_parameters(gdn: GDN) -> tuple[Tensor, Tensor]:
@@ -52,6 +52,8 @@ def run_inplace(transform: ConditionalSequential, inputs: Tensor, cond: Tensor) 
         owned = x is not inputs
         if isinstance(layer, FiLM):
             x = film_inplace(x, layer, cond) if owned else layer(x, cond)
+        elif isinstance(layer, Conditioned):
+            x = layer(x, cond)
         elif isinstance(layer, GDN):
             x = gdn_inplace(x, layer) if owned else layer(x)
         else:

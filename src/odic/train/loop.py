@@ -90,6 +90,7 @@ class TrainConfig:
     context_only: bool = False
     context_cache: int = 2000
     context: str = "none"  # the model's context (a name of odic.model.context.CONTEXT_MODELS)
+    encoder_blocks: int = 0  # LatentBlocks at the end of g_a; an --init model with fewer gains new ones
 
     def lr_at(self, step: int) -> float:
         """Learning rate for ``step``: constant, then one drop (Balle et al.'s schedule, shortened)."""
@@ -269,12 +270,18 @@ def init_model_weights(model: OdicModel, path: str) -> None:
     old = ModelConfig(**payload["config"])
     if old.context not in ("none", model.config.context):
         raise ValueError(f"{path}: the model has a {old.context} context; train it with --context {old.context}")
-    fresh_context = old.context != model.config.context  # a model without one gains a fresh context
-    old = replace(old, context=model.config.context)
+    if old.encoder_blocks > model.config.encoder_blocks:
+        raise ValueError(f"{path}: the model has {old.encoder_blocks} encoder blocks; "
+                         f"train it with --encoder-blocks {old.encoder_blocks} or more")
+    # Parts the file lacks start fresh: a context, and encoder blocks (each the identity at first).
+    fresh = ["context."] if old.context != model.config.context else []
+    first_new_block = len(model.g_a.layers) - model.config.encoder_blocks + old.encoder_blocks
+    fresh += [f"g_a.layers.{i}." for i in range(first_new_block, len(model.g_a.layers))]
+    old = replace(old, context=model.config.context, encoder_blocks=model.config.encoder_blocks)
     if old != model.config:
         state = widen_state(state, old, model.config)
-    missing, unexpected = model.load_state_dict(state, strict=not fresh_context)
-    if unexpected or any(not k.startswith("context.") for k in missing):
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith(tuple(fresh)) for k in missing):
         raise ValueError(f"{path}: weights do not fit its own configuration")
 
 
@@ -380,7 +387,8 @@ def train(cfg: TrainConfig) -> Path:
 
     torch.manual_seed(cfg.seed)
     model = OdicModel(ModelConfig(N=cfg.N, M=cfg.M, levels=cfg.levels, lambda_min=cfg.lambda_min,
-                                   lambda_max=cfg.lambda_max, context=cfg.context)).to(device)
+                                   lambda_max=cfg.lambda_max, context=cfg.context,
+                                   encoder_blocks=cfg.encoder_blocks)).to(device)
     trained = _freeze_decoder(model) if cfg.encoder_only else _main_parameters(model)
     optimizer = torch.optim.Adam(trained, lr=cfg.lr)
     aux_optimizer = torch.optim.Adam(_aux_parameters(model), lr=cfg.aux_lr)
