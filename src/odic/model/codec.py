@@ -324,24 +324,21 @@ class OdicModel(CompressionModel):
     def _decode_y(self, y_string: bytes, scales_fixed: Tensor, means_fixed: Tensor) -> Tensor:
         """Inverse of :meth:`_encode_y`, checked: bounded symbols that re-encode to ``y_string``."""
         gc = self.gaussian_conditional
-        symbols = torch.zeros(scales_fixed.shape, dtype=torch.int32)
-        means_all = torch.zeros(scales_fixed.shape)
         values_fixed = torch.zeros_like(means_fixed)
-        decoder = rans.Decoder(gc, guards.padded([y_string], symbols.numel())[0])
+        decoder = rans.Decoder(gc, guards.padded([y_string], values_fixed.numel())[0])
         all_symbols, all_indexes = [], []
-        for n, mask in enumerate(self.coding_passes(*symbols.shape[-2:])):
-            mask = mask.expand_as(symbols)
-            indexes, means, pass_means_fixed = self.pass_parameters(n, mask, values_fixed, scales_fixed, means_fixed)
+        for n, mask in enumerate(self.coding_passes(*values_fixed.shape[-2:])):
+            mask = mask.expand_as(values_fixed)
+            indexes, _, pass_means_fixed = self.pass_parameters(n, mask, values_fixed, scales_fixed, means_fixed)
             decoded = decoder.decode(indexes)
             guards.check_symbol_range(decoded, "y")
-            symbols[mask] = decoded
-            means_all[mask] = means
             values_fixed[mask] = decoded.double() * float(1 << ACT_FRAC_BITS) + pass_means_fixed
             all_symbols.append(decoded)
             all_indexes.append(indexes)
         if rans.encode(gc, torch.cat(all_symbols), torch.cat(all_indexes)) != y_string:
             raise FormatError("corrupted entropy-coded data (y string does not re-encode to itself)")
-        return symbols.to(means_all.dtype) + means_all
+        # symbol + mean, each exact in float64; one rounding to float32, as symbols + float32 means gives
+        return from_fixed(values_fixed)
 
     @torch.no_grad()
     def synthesize(self, y_hat_s: Tensor, quality_code: int, alpha_code: int,
