@@ -4,7 +4,8 @@
     .venv/bin/python scripts/profile_decode.py [--threads 2] [--huge] [--repeat 5]
 
 For kodim01 (768x512, quality 50, human observer): the decode's stages (rANS decode of z and y,
-the re-encode check against forged strings, the integer hyper-synthesis, the synthesis transform,
+the re-encode check against forged strings, the integer hyper-synthesis, the context passes'
+integer parameters, the synthesis transform,
 the rest: parsing, tiling, conversion to a PIL image), the best of ``--repeat`` whole decodes,
 the best encode, and x265's encode (pillow-heif, 4:4:4, quality 50, preset medium, as many
 threads as odic) and decode of the same image in the same run (issue 34's yardstick).
@@ -89,6 +90,7 @@ def main() -> int:
     timed(rans.Decoder, "decode", "y rANS decode")
     timed(rans, "encode", "y re-encode check")
     timed(model, "entropy_parameters", "hyper-synthesis (integer)")
+    timed(model, "pass_parameters", "context passes' parameters (integer)")
     timed(model, "synthesize", "synthesis transform")
     print(json.dumps(profile(codec, Image.open(DATA / "kodak" / "kodim01.png").convert("RGB"), "kodim01", args.repeat)))
     if args.huge:
