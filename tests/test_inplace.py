@@ -13,7 +13,7 @@ from odic.model.inplace import film_inplace, gdn_inplace, run_inplace
 
 def test_transforms_match_training_graph():
     torch.manual_seed(0)
-    model = OdicModel(ModelConfig(N=32, M=48)).eval()
+    model = OdicModel(ModelConfig(N=32, M=48, encoder_blocks=1)).eval()  # a LatentBlock in g_a too
     for p in model.parameters():  # FiLM starts at the identity: give it something to do
         p.data.add_(0.01 * torch.randn_like(p))
     y, x = torch.randn(1, 48, 4, 6), torch.rand(1, 3, 64, 96)
