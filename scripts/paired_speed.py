@@ -65,11 +65,12 @@ def main() -> None:
         sys.exit(f"error: no PNG images in {args.kodak}")
     with tempfile.TemporaryDirectory() as tmp:
         trees = []
-        for i, rev in enumerate(args.revisions):
-            tree = Path(tmp) / str(i)
-            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "-q", "--detach", str(tree), rev], check=True)
-            trees.append(tree)
         try:
+            for i, rev in enumerate(args.revisions):  # each added tree is removed below, even if the next fails
+                tree = Path(tmp) / str(i)
+                subprocess.run(["git", "-C", str(REPO), "worktree", "add", "-q", "--detach", str(tree), rev],
+                               check=True)
+                trees.append(tree)
             workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(t / "src"), str(args.threads), args.model,
                                          str(args.repeat), str(args.quality)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for t in trees]

@@ -607,12 +607,16 @@ def test_context_only_keeps_the_context_kind_of_its_init(tmp_path):
     """--context-only without --context continues the --init model's context, or adds a checkerboard."""
     from argparse import Namespace
 
-    from odic.cli.train import _context
+    from odic.cli.train import _context, _init_config
     from odic.model import ModelConfig, OdicModel
     from odic.weights import export_weights
 
+    def context(**kw) -> str:
+        args = Namespace(**kw)
+        return _context(args, _init_config(args))
+
     path = tmp_path / "channel.pt"
     export_weights(OdicModel(ModelConfig(N=8, M=20, context="channel-checkerboard")), path, "tiny-channel", {})
-    assert _context(Namespace(context=None, context_only=True, init=str(path))) == "channel-checkerboard"
-    assert _context(Namespace(context=None, context_only=True, init=None)) == "checkerboard"
-    assert _context(Namespace(context="checkerboard", context_only=True, init=str(path))) == "checkerboard"
+    assert context(context=None, context_only=True, init=str(path)) == "channel-checkerboard"
+    assert context(context=None, context_only=True, init=None) == "checkerboard"
+    assert context(context="checkerboard", context_only=True, init=str(path)) == "checkerboard"

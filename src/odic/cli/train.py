@@ -139,6 +139,7 @@ def run_train(args) -> int:
         from .codec import load_classifier
 
         load_classifier("--observer-classifier", args.observer_classifier, "cpu")
+    init_config = _init_config(args)
     shape = {k: v for k, v in (("N", args.N), ("M", args.M), ("levels", args.levels)) if v is not None}
     if args.lambda_range is not None:
         shape.update(lambda_min=args.lambda_range[0], lambda_max=args.lambda_range[1])
@@ -153,7 +154,8 @@ def run_train(args) -> int:
         precision=args.precision, balance_rates=args.balance_rates, human_steps=args.human_steps,
         lr_drop_step=args.lr_drop_step, encoder_only=args.encoder_only,
         anchor=args.anchor, anchor_weight=args.anchor_weight, anchor_mode=args.anchor_mode,
-        context=_context(args), encoder_blocks=_encoder_blocks(args),
+        context=_context(args, init_config), encoder_blocks=init_config.get("encoder_blocks", 0)
+        if args.encoder_blocks is None else args.encoder_blocks,
         context_only=args.context_only, context_cache=args.context_cache,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
@@ -163,28 +165,22 @@ def run_train(args) -> int:
     return EXIT_OK
 
 
-def _context(args) -> str:
+def _init_config(args) -> dict:
+    """The --init model's configuration (its context and encoder blocks carry on), read once."""
+    if not args.init:
+        return {}
+    from ..weights import read_weights_file
+
+    return read_weights_file(args.init)["config"]
+
+
+def _context(args, init_config: dict) -> str:
     """``--context``, else the --init model's (so that training on from a context model keeps it);
     --context-only adds a checkerboard to a model without one."""
     if args.context is not None:
         return args.context
-    context = "none"
-    if args.init:
-        from ..weights import read_weights_file
-
-        context = read_weights_file(args.init)["config"].get("context", "none")
+    context = init_config.get("context", "none")
     return "checkerboard" if args.context_only and context == "none" else context
-
-
-def _encoder_blocks(args) -> int:
-    """``--encoder-blocks``, else the --init model's (training on from it keeps them)."""
-    if args.encoder_blocks is not None:
-        return args.encoder_blocks
-    if args.init:
-        from ..weights import read_weights_file
-
-        return read_weights_file(args.init)["config"].get("encoder_blocks", 0)
-    return 0
 
 
 def run_export(args) -> int:
