@@ -192,8 +192,8 @@ def test_shipped_model_zoo(codec):
     infos = odic.list_models()
     assert [i.name for i in infos][:1] == ["odic-base"] and infos[0].default
     by_name = {i.name: i for i in infos}
-    assert {"odic-base", "odic-people", "odic-people-cb9000-s36245", "odic-people-s36245", "odic-base-cb14000-s38515",
-            "odic-base-s38515", "odic-base-s29033"} <= set(by_name)
+    assert {"odic-base", "odic-people", "odic-people-cb9000-s36245", "odic-people-s36245", "odic-base-cc9100-s38515",
+            "odic-base-cb14000-s38515", "odic-base-s38515", "odic-base-s29033"} <= set(by_name)
     for info in infos:  # a name is the id without its step count, or (an earlier default kept) the id itself
         assert info.model_id.endswith(f"-s{info.steps}")
         assert info.model_id.startswith(info.name + "-") or info.model_id == info.name

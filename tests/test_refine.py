@@ -181,14 +181,12 @@ def test_cli_refine(tmp_path, capsys):
                  "--refine-shift", "99"]) != 0
     assert "--refine-shift must be from 0 to 64 pixels, got 99" in capsys.readouterr().err
     assert not bad.exists()
-    viewed = tmp_path / "viewed.odic"
-    assert main(["compress", str(src), "-o", str(viewed), "--observer", "1", "--refine", "2",
-                 "--refine-shift", "8"]) == 0
-    assert viewed.read_bytes() == out.read_bytes()  # views are the default
-    plain = tmp_path / "plain.odic"
-    assert main(["compress", str(src), "-o", str(plain), "--observer", "1", "--refine", "2",
-                 "--refine-shift", "0"]) == 0
-    assert plain.read_bytes() != out.read_bytes()
+    # Three steps: with two, a view that happens to be unmirrored can leave both searches on the same path.
+    default, viewed, plain = (tmp_path / f"{name}.odic" for name in ("default", "viewed", "plain"))
+    for path, shift in ((default, []), (viewed, ["--refine-shift", "8"]), (plain, ["--refine-shift", "0"])):
+        assert main(["compress", str(src), "-o", str(path), "--observer", "1", "--refine", "3", *shift]) == 0
+    assert viewed.read_bytes() == default.read_bytes()  # views are the default
+    assert plain.read_bytes() != default.read_bytes()
 
 
 def test_pillow_save_refine(tmp_path):

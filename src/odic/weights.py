@@ -41,7 +41,10 @@ DEFAULT_MODEL = "odic-base"
 # What each shipped model is for, as `odic models` and `odic.list_models()` show it (measured figures:
 # docs/results.md). A weights file installed by hand may carry its own line as meta["summary"].
 MODEL_SUMMARIES = {
-    "odic-base": "default: every observer and rate (odic-base-s38515 with a channel-checkerboard context)",
+    "odic-base": "default: every observer and rate (odic-base-cc9100-s38515 with a larger encoder, trained "
+                 "end to end)",
+    "odic-base-cc9100-s38515": "the default until 2026-12-07, evening (channel-checkerboard context), kept so "
+                               "that its files keep decoding",
     "odic-base-cb14000-s38515": "the default until 2026-12-07 (checkerboard context), kept so that its files "
                                 "keep decoding",
     "odic-people": "for images only people will look at: fewer classifier answers than odic-base "
