@@ -47,8 +47,8 @@ MODEL_SUMMARIES = {
                                "that its files keep decoding",
     "odic-base-cb14000-s38515": "the default until 2026-12-07 (checkerboard context), kept so that its files "
                                 "keep decoding",
-    "odic-people": "for images only people will look at: fewer classifier answers than odic-base "
-                   "(with a channel-checkerboard context)",
+    "odic-people": "tuned for people alone (channel-checkerboard context); odic-base is ahead for people "
+                   "too since 2026-12-07, evening",
     "odic-people-cb9000-s36245": "odic-people until 2026-12-07 (checkerboard context), kept so that its files "
                                  "keep decoding",
     "odic-people-s36245": "odic-people until 2026-12-07 (no context model), kept so that its files keep decoding",
