@@ -154,8 +154,7 @@ def run_train(args) -> int:
         precision=args.precision, balance_rates=args.balance_rates, human_steps=args.human_steps,
         lr_drop_step=args.lr_drop_step, encoder_only=args.encoder_only,
         anchor=args.anchor, anchor_weight=args.anchor_weight, anchor_mode=args.anchor_mode,
-        context=_context(args, init_config), encoder_blocks=init_config.get("encoder_blocks", 0)
-        if args.encoder_blocks is None else args.encoder_blocks,
+        context=_context(args, init_config), encoder_blocks=_encoder_blocks(args, init_config),
         context_only=args.context_only, context_cache=args.context_cache,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
@@ -181,6 +180,11 @@ def _context(args, init_config: dict) -> str:
         return args.context
     context = init_config.get("context", "none")
     return "checkerboard" if args.context_only and context == "none" else context
+
+
+def _encoder_blocks(args, init_config: dict) -> int:
+    """``--encoder-blocks``, else the --init model's (training on from it keeps them)."""
+    return init_config.get("encoder_blocks", 0) if args.encoder_blocks is None else args.encoder_blocks
 
 
 def run_export(args) -> int:
