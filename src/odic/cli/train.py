@@ -6,9 +6,13 @@ import argparse
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from ..options import DEFAULT_CLASSIFIER
 from . import EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from ..model import ModelConfig
 
 
 def register(sub) -> None:
@@ -164,27 +168,26 @@ def run_train(args) -> int:
     return EXIT_OK
 
 
-def _init_config(args) -> dict:
-    """The --init model's configuration (its context and encoder blocks carry on), read once."""
-    if not args.init:
-        return {}
-    from ..weights import read_weights_file
+def _init_config(args) -> ModelConfig:
+    """The --init model's configuration (its context and encoder blocks carry on unless overridden)."""
+    from ..model import ModelConfig
+    from ..weights import read_config
 
-    return read_weights_file(args.init)["config"]
+    return read_config(args.init) if args.init else ModelConfig()
 
 
-def _context(args, init_config: dict) -> str:
+def _context(args, init_config: ModelConfig) -> str:
     """``--context``, else the --init model's (so that training on from a context model keeps it);
     --context-only adds a checkerboard to a model without one."""
     if args.context is not None:
         return args.context
-    context = init_config.get("context", "none")
+    context = init_config.context
     return "checkerboard" if args.context_only and context == "none" else context
 
 
-def _encoder_blocks(args, init_config: dict) -> int:
+def _encoder_blocks(args, init_config: ModelConfig) -> int:
     """``--encoder-blocks``, else the --init model's (training on from it keeps them)."""
-    return init_config.get("encoder_blocks", 0) if args.encoder_blocks is None else args.encoder_blocks
+    return init_config.encoder_blocks if args.encoder_blocks is None else args.encoder_blocks
 
 
 def run_export(args) -> int:

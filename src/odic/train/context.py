@@ -113,12 +113,6 @@ def validate(model: OdicModel, val: list[tuple[float, float, LatentBatch, Tensor
     return rows
 
 
-def _init_config(path: str) -> ModelConfig:
-    from ..weights import read_weights_file
-
-    return ModelConfig(**read_weights_file(path)["config"])
-
-
 def train_context(cfg: TrainConfig, log=print) -> Path:
     """Train only the context of ``cfg.init`` (``--context-only``); checkpoints ``out/last.pt``.
 
@@ -142,7 +136,9 @@ def train_context(cfg: TrainConfig, log=print) -> Path:
         model = OdicModel(ModelConfig(**resumed["model_config"]))
         model.load_state_dict(resumed["model"])
     else:
-        init_config = _init_config(cfg.init)
+        from ..weights import read_config
+
+        init_config = read_config(cfg.init)
         fresh_context = init_config.context == "none"
         model = OdicModel(replace(init_config, context=cfg.context))
         init_model_weights(model, cfg.init)
