@@ -37,6 +37,15 @@ def test_human_zero_at_identity_and_monotone(images):
     assert d[0] < d[1] < d[2] < d[3]
 
 
+def test_human_mse_weight_per_image_weighs_each_image_by_its_own(images):
+    """A weight per image (the quality-dependent MSE weight) scores each image as its own scalar would."""
+    degraded = _degrade(images, 1)
+    per_image = human_distortion(images, degraded, torch.tensor([0.0, 50.0]))
+    alone = [human_distortion(images[i:i + 1], degraded[i:i + 1], w).item() for i, w in enumerate((0.0, 50.0))]
+    assert per_image.tolist() == pytest.approx(alone, rel=1e-5)
+    assert alone[1] > human_distortion(images[1:], degraded[1:]).item()  # the MSE term was added
+
+
 def test_machine_zero_at_identity_and_monotone(images, lite0):
     with torch.no_grad():
         d = [machine_distortion(lite0, images, _degrade(images, lv)).mean().item() for lv in (0, 1, 2, 3)]

@@ -452,6 +452,36 @@ def test_anchor_keeps_machine_reconstructions_near_the_anchor(tiny_data, tmp_pat
     assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "bad"), "--anchor-weight", "-1"]) == 2
 
 
+def test_mse_weight_top_rises_geometrically_with_quality():
+    q = torch.tensor([0.0, 0.5, 1.0])
+    assert TrainConfig(mse_weight=2.0).mse_weight_at(q) == 2.0  # no top weight: one constant
+    rising = TrainConfig(mse_weight=2.0, mse_weight_top=50.0).mse_weight_at(q)
+    assert rising.tolist() == pytest.approx([2.0, 10.0, 50.0])
+
+
+def test_mse_weight_top_lowers_the_top_quality_mse(tiny_data, tmp_path):
+    """Trained at quality 1, a heavy top MSE weight ends with reconstructions nearer in MSE than MS-SSIM alone."""
+    from odic.weights import build_model, read_weights_file
+
+    x = torch.stack([torch.from_numpy(smooth_image(64, 64, seed=s)).permute(2, 0, 1) for s in (3, 4)]).float() / 255
+    mse = {}
+    for top in (None, 1e4):
+        run = train(_cfg(tiny_data, tmp_path / f"top{top}", 40, quality=1.0, mse_weight=0.01, mse_weight_top=top))
+        model, _ = build_model(read_weights_file(run / "last.pt"))
+        with torch.no_grad():
+            x_hat = model(x, torch.ones(2), torch.zeros(2))["x_hat"].clamp(0, 1)
+        mse[top] = torch.mean((x_hat - x) ** 2).item()
+    assert mse[1e4] < 0.8 * mse[None], mse
+
+
+def test_mse_weight_top_needs_positive_weights(tiny_data, tmp_path):
+    from odic.cli import main
+
+    for flags in (["--mse-weight-top", "0"], ["--mse-weight", "0", "--mse-weight-top", "50"]):
+        assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "m"), *flags]) == 2
+    assert not (tmp_path / "m").exists()
+
+
 def test_bf16_training_learns_and_keeps_fp32_weights(tiny_data, tmp_path):
     run = train(_cfg(tiny_data, tmp_path / "bf16", 40, precision="bf16"))
     losses = _losses(run)

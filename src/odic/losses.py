@@ -41,11 +41,12 @@ def msssim_window(height: int, width: int) -> int:
     return win
 
 
-def human_distortion(x: Tensor, x_hat: Tensor, mse_weight: float = 0.0) -> Tensor:
-    """Per-image ``1 - MS-SSIM`` (+ ``mse_weight * MSE``); inputs in [0, 1]."""
+def human_distortion(x: Tensor, x_hat: Tensor, mse_weight: float | Tensor = 0.0) -> Tensor:
+    """Per-image ``1 - MS-SSIM`` (+ ``mse_weight * MSE``, the weight one number or one per image);
+    inputs in [0, 1]."""
     win = msssim_window(*x.shape[-2:])
     d = 1 - ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0, size_average=False, win_size=win)
-    if mse_weight:
+    if isinstance(mse_weight, Tensor) or mse_weight:
         d = d + mse_weight * F.mse_loss(x_hat, x, reduction="none").mean(dim=(1, 2, 3))
     return d
 
@@ -96,7 +97,7 @@ def observer_distortion(
     alpha: Tensor,
     observer: Observer | None,
     machine_scale: float = DEFAULT_MACHINE_SCALE,
-    mse_weight: float = 0.0,
+    mse_weight: float | Tensor = 0.0,
     layers: list[str] | None = None,
     kl_weight: float = 0.1,
     reference: tuple[Tensor, dict[str, Tensor]] | None = None,

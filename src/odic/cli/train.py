@@ -36,6 +36,9 @@ def register(sub) -> None:
                    help="factor putting the machine loss on the scale of 1-MS-SSIM (default: calibrated 0.12)")
     t.add_argument("--mse-weight", type=float, default=10.0,
                    help="weight of MSE added to 1-MS-SSIM in the human loss (keeps colour; 0 = MS-SSIM only)")
+    t.add_argument("--mse-weight-top", type=float, default=None, metavar="W",
+                   help="MSE weight at the top quality, geometric from --mse-weight at quality 0 (PSNR at "
+                        "high rates, where MS-SSIM saturates); default: --mse-weight at every quality")
     t.add_argument("--alpha", type=float, default=None, help="fixed observer alpha (default: sample per image)")
     t.add_argument("--alpha-range", type=float, nargs=2, default=(0.0, 1.0), metavar=("LO", "HI"),
                    help="range alpha is sampled from (30%% at each end, 40%% uniform)")
@@ -136,6 +139,8 @@ def run_train(args) -> int:
         raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
     if args.levels is not None and args.levels < 2:
         raise UsageError("--levels must be at least 2")
+    if args.mse_weight_top is not None and not (args.mse_weight > 0 and args.mse_weight_top > 0):
+        raise UsageError("--mse-weight-top needs --mse-weight > 0 and a positive top weight")
     if args.anchor_weight < 0:
         raise UsageError("--anchor-weight must be >= 0")
     # the loop builds its own classifier on its device; a wrong one is refused here, before any work
@@ -151,7 +156,8 @@ def run_train(args) -> int:
         data=args.data, val=args.val, val_count=args.val_count, out=args.out, observer=args.observer_classifier,
         layers=args.layers, kl_weight=args.kl_weight,
         machine_scale=DEFAULT_MACHINE_SCALE if args.machine_scale is None else args.machine_scale,
-        mse_weight=args.mse_weight, alpha=args.alpha, alpha_range=tuple(args.alpha_range),
+        mse_weight=args.mse_weight, mse_weight_top=args.mse_weight_top, alpha=args.alpha,
+        alpha_range=tuple(args.alpha_range),
         quality=None if args.quality is None else args.quality / 100.0, steps=args.steps, crop=args.crop,
         batch=args.batch, lr=args.lr, seed=args.seed, ckpt_minutes=args.ckpt_minutes, val_every=args.val_every,
         threads=args.threads, resume=args.resume, init=args.init, **shape,

@@ -46,6 +46,10 @@ class TrainConfig:
     kl_weight: float = 0.1
     machine_scale: float = DEFAULT_MACHINE_SCALE
     mse_weight: float = 10.0  # MS-SSIM alone is nearly colour-blind: early models decode grey
+    # MSE weight at quality 1, geometric in quality from ``mse_weight`` at 0 (None: constant).
+    # MS-SSIM saturates at high rates and stops asking for PSNR; a rising MSE weight keeps the
+    # top of the rate range paying for it (docs/training.md, "PSNR at the top").
+    mse_weight_top: float | None = None
     alpha: float | None = None  # fixed alpha; None = sample from alpha_range
     alpha_range: tuple[float, float] = (0.0, 1.0)
     quality: float | None = None  # fixed internal quality in [0, 1]; None = all rates
@@ -91,6 +95,12 @@ class TrainConfig:
     context_cache: int = 2000
     context: str = "none"  # the model's context (a name of odic.model.context.CONTEXT_MODELS)
     encoder_blocks: int = 0  # LatentBlocks at the end of g_a; an --init model with fewer gains new ones
+
+    def mse_weight_at(self, q: torch.Tensor) -> float | torch.Tensor:
+        """The human loss's MSE weight for qualities ``q`` in [0, 1] (one per image when it varies)."""
+        if self.mse_weight_top is None:
+            return self.mse_weight
+        return self.mse_weight * (self.mse_weight_top / self.mse_weight) ** q
 
     def lr_at(self, step: int) -> float:
         """Learning rate for ``step``: constant, then one drop (Balle et al.'s schedule, shortened)."""
@@ -464,7 +474,7 @@ def train(cfg: TrainConfig) -> Path:
             with precision.autocast():  # the model keeps its entropy part in fp32
                 result = ddp_model(x, q, a)
             d = observer_distortion(
-                x, result["x_hat"], a, observer, cfg.machine_scale, cfg.mse_weight,
+                x, result["x_hat"], a, observer, cfg.machine_scale, cfg.mse_weight_at(q),
                 cfg.layers, cfg.kl_weight,
             )
             if anchor is not None and cfg.anchor_mode == "decoder":
