@@ -73,12 +73,12 @@ def test_widening_refuses_what_it_cannot_carry_over(change, message):
 
 def test_train_init_widens_a_narrower_model(tmp_path):
     from odic.train.loop import init_model_weights
-    from odic.weights import export_weights
+    from odic.weights import export_weights, read_weights_file
 
     old = _trained_like()
     path = tmp_path / "old.pt"
     export_weights(old, path, "tiny-old")
     wide = OdicModel(WIDE)
-    init_model_weights(wide, str(path))
+    init_model_weights(wide, read_weights_file(path), str(path))
     q = torch.tensor([0.6])
     assert torch.allclose(wide.embed((q + 0.2) / 1.8, torch.zeros(1)), old.embed(q, torch.zeros(1)), atol=1e-3)

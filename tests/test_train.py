@@ -276,13 +276,14 @@ def test_encoder_blocks_start_as_the_identity_and_train_under_the_same_decoder(t
     from odic.cli import main
     from odic.model import OdicModel
     from odic.train.loop import init_model_weights
+    from odic.weights import read_weights_file
 
     old = tmp_path / "old.pt"
     assert main(["export", str(train(_cfg(tiny_data, tmp_path / "a", 4)) / "last.pt"), "-o", str(old),
                  "--model-id", "tiny-old"]) == 0
     old_codec = odic.load(old)
     grown = OdicModel(replace(old_codec.model.config, encoder_blocks=2)).eval()
-    init_model_weights(grown, str(old))
+    init_model_weights(grown, read_weights_file(old), str(old))
     x = torch.rand(1, 3, 64, 64)
     assert torch.equal(grown.analyse(x, 700, 300)[0], old_codec.model.analyse(x, 700, 300)[0])
 
@@ -620,7 +621,8 @@ def test_context_only_cli_needs_a_model(tiny_data, tmp_path, capsys):
 
 
 def test_end_to_end_training_of_a_context_model(tiny_data, tmp_path):
-    """A model with a context trains end to end (its context included) from a --init with or without one."""
+    """A model with a context trains end to end (its context included) from a --init with or without one,
+    and a run from it keeps the context unless told otherwise."""
     run = train(_cfg(tiny_data, tmp_path / "a", 10, context="checkerboard"))
     first = torch.load(run / "last.pt", weights_only=False)
     assert first["model_config"]["context"] == "checkerboard"
@@ -629,24 +631,26 @@ def test_end_to_end_training_of_a_context_model(tiny_data, tmp_path):
     moved = [k for k in first["model"] if k.startswith("context.") and not torch.equal(first["model"][k],
                                                                                         second["model"][k])]
     assert moved, "the context did not train"
-    with pytest.raises(ValueError, match="--context checkerboard"):
-        train(_cfg(tiny_data, tmp_path / "c", 1, init=str(run / "last.pt")))
+    kept = train(_cfg(tiny_data, tmp_path / "c", 1, init=str(run / "last.pt")))  # unset: --init's context
+    assert torch.load(kept / "last.pt", weights_only=False)["model_config"]["context"] == "checkerboard"
+    with pytest.raises(ValueError, match="--context checkerboard"):  # dropping it is refused
+        train(_cfg(tiny_data, tmp_path / "d", 1, context="none", init=str(run / "last.pt")))
 
 
-def test_context_only_keeps_the_context_kind_of_its_init(tmp_path):
-    """--context-only without --context continues the --init model's context, or adds a checkerboard."""
-    from argparse import Namespace
+def test_a_run_keeps_the_context_and_encoder_blocks_of_its_start_unless_told(tmp_path):
+    """Unset, the context and encoder blocks are the start's (resumed or --init model);
+    --context-only adds a checkerboard to a model without one; set values win."""
+    from odic.model import ModelConfig
+    from odic.train.loop import model_config
 
-    from odic.cli.train import _context, _init_config
-    from odic.model import ModelConfig, OdicModel
-    from odic.weights import export_weights
+    start = ModelConfig(N=8, M=20, context="channel-checkerboard", encoder_blocks=2)
 
-    def context(**kw) -> str:
-        args = Namespace(**kw)
-        return _context(args, _init_config(args))
+    def resolved(start, **kw) -> tuple[str, int]:
+        config = model_config(TrainConfig(**kw), start)
+        return config.context, config.encoder_blocks
 
-    path = tmp_path / "channel.pt"
-    export_weights(OdicModel(ModelConfig(N=8, M=20, context="channel-checkerboard")), path, "tiny-channel", {})
-    assert context(context=None, context_only=True, init=str(path)) == "channel-checkerboard"
-    assert context(context=None, context_only=True, init=None) == "checkerboard"
-    assert context(context="checkerboard", context_only=True, init=str(path)) == "checkerboard"
+    assert resolved(start) == ("channel-checkerboard", 2)
+    assert resolved(start, context_only=True) == ("channel-checkerboard", 2)
+    assert resolved(None) == ("none", 0)
+    assert resolved(None, context_only=True) == ("checkerboard", 0)
+    assert resolved(start, context="checkerboard", encoder_blocks=3) == ("checkerboard", 3)

@@ -6,13 +6,9 @@ import argparse
 import json
 import sys
 import time
-from typing import TYPE_CHECKING
 
 from ..options import DEFAULT_CLASSIFIER
 from . import EXIT_OK, UsageError
-
-if TYPE_CHECKING:
-    from ..model import ModelConfig
 
 
 def register(sub) -> None:
@@ -77,10 +73,12 @@ def register(sub) -> None:
     t.add_argument("--context", default=None, metavar="NAME",
                    help="entropy model of y: none, checkerboard (half of y coded first refines the other half's "
                         "parameters) or channel-checkerboard (channel slices, each a checkerboard, each informing "
-                        "the next); default: --init's, else none (else checkerboard with --context-only)")
+                        "the next); default: the resumed run's, else --init's, else none (checkerboard with "
+                        "--context-only)")
     t.add_argument("--encoder-blocks", type=int, default=None, metavar="K",
                    help="conditioned residual blocks at the end of the analysis transform (encoder capacity; "
-                        "new ones start as the identity, train them with --encoder-only); default: --init's, else 0")
+                        "new ones start as the identity, train them with --encoder-only); default: the resumed run's, "
+                        "else --init's, else 0")
     t.add_argument("--context-only", action="store_true",
                    help="train only a context added to --init, on its latents computed once "
                         "(fast; every other tensor stays --init's)")
@@ -148,7 +146,6 @@ def run_train(args) -> int:
         from .codec import load_classifier
 
         load_classifier("--observer-classifier", args.observer_classifier, "cpu")
-    init_config = _init_config(args)
     shape = {k: v for k, v in (("N", args.N), ("M", args.M), ("levels", args.levels)) if v is not None}
     if args.lambda_range is not None:
         shape.update(lambda_min=args.lambda_range[0], lambda_max=args.lambda_range[1])
@@ -164,7 +161,7 @@ def run_train(args) -> int:
         precision=args.precision, balance_rates=args.balance_rates, human_steps=args.human_steps,
         lr_drop_step=args.lr_drop_step, encoder_only=args.encoder_only,
         anchor=args.anchor, anchor_weight=args.anchor_weight, anchor_mode=args.anchor_mode,
-        context=_context(args, init_config), encoder_blocks=_encoder_blocks(args, init_config),
+        context=args.context, encoder_blocks=args.encoder_blocks,
         context_only=args.context_only, context_cache=args.context_cache,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
@@ -172,28 +169,6 @@ def run_train(args) -> int:
     out = train_context(cfg) if cfg.context_only else train(cfg)
     print(f"trained to {out}/last.pt in {time.time() - t0:.0f} s")
     return EXIT_OK
-
-
-def _init_config(args) -> ModelConfig:
-    """The --init model's configuration (its context and encoder blocks carry on unless overridden)."""
-    from ..model import ModelConfig
-    from ..weights import read_config
-
-    return read_config(args.init) if args.init else ModelConfig()
-
-
-def _context(args, init_config: ModelConfig) -> str:
-    """``--context``, else the --init model's (so that training on from a context model keeps it);
-    --context-only adds a checkerboard to a model without one."""
-    if args.context is not None:
-        return args.context
-    context = init_config.context
-    return "checkerboard" if args.context_only and context == "none" else context
-
-
-def _encoder_blocks(args, init_config: ModelConfig) -> int:
-    """``--encoder-blocks``, else the --init model's (training on from it keeps them)."""
-    return init_config.encoder_blocks if args.encoder_blocks is None else args.encoder_blocks
 
 
 def run_export(args) -> int:

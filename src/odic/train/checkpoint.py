@@ -47,10 +47,11 @@ def save_training_state(path, model, optimizer, aux_optimizer, sampler, cond_gen
         atomic_save({"step": step, "rng": _rng_state(sampler, cond_gen)}, path.with_name(f"{path.name}.rank{rank}"))
 
 
-def load_training_state(path, model, optimizer, aux_optimizer, sampler, cond_gen, rank) -> tuple[int, float]:
-    """Restore a checkpoint; returns (step, training seconds so far)."""
+def load_training_state(path, state: dict, model, optimizer, aux_optimizer, sampler, cond_gen,
+                        rank) -> tuple[int, float]:
+    """Restore the checkpoint ``state`` read from ``path`` (other ranks' RNG files lie beside it);
+    returns (step, training seconds so far)."""
     path = Path(path)
-    state = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     aux_optimizer.load_state_dict(state["aux_optimizer"])

@@ -24,9 +24,10 @@ import torch
 from torch import Tensor
 
 from ..model import ModelConfig, OdicModel
+from ..weights import read_weights_file
 from .checkpoint import atomic_save
 from .data import CropSampler, list_images, load_images
-from .loop import StopRequest, TrainConfig, append_csv, init_model_weights
+from .loop import StopRequest, TrainConfig, append_csv, init_model_weights, model_config
 
 #: (quality, alpha) of the validation latents: both observers at a low, middle and high rate.
 VAL_CONDITIONS = ((0.1, 0.0), (0.5, 0.0), (0.9, 0.0), (0.1, 1.0), (0.5, 1.0), (0.9, 1.0))
@@ -136,12 +137,11 @@ def train_context(cfg: TrainConfig, log=print) -> Path:
         model = OdicModel(ModelConfig(**resumed["model_config"]))
         model.load_state_dict(resumed["model"])
     else:
-        from ..weights import read_config
-
-        init_config = read_config(cfg.init)
+        init = read_weights_file(cfg.init)
+        init_config = ModelConfig(**init["config"])
         fresh_context = init_config.context == "none"
-        model = OdicModel(replace(init_config, context=cfg.context))
-        init_model_weights(model, cfg.init)
+        model = OdicModel(replace(init_config, context=model_config(cfg, init_config).context))
+        init_model_weights(model, init, cfg.init)
     for p in model.parameters():
         p.requires_grad_(False)
     for p in model.context.parameters():

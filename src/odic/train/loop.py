@@ -29,6 +29,7 @@ from ..losses import DEFAULT_MACHINE_SCALE, observer_distortion, rate_bpp
 from ..model import ModelConfig, OdicModel, lmbda_for
 from ..observers import create_observer, observer_kind
 from ..options import DEFAULT_CLASSIFIER
+from ..weights import read_weights_file
 from .checkpoint import load_training_state, save_training_state
 from .data import CropSampler, list_images, load_images
 from .precision import AutocastObserver, Precision, resolve_precision
@@ -93,8 +94,11 @@ class TrainConfig:
     # ``context_cache`` crops computed once; every other tensor stays ``init``'s.
     context_only: bool = False
     context_cache: int = 2000
-    context: str = "none"  # the model's context (a name of odic.model.context.CONTEXT_MODELS)
-    encoder_blocks: int = 0  # LatentBlocks at the end of g_a; an --init model with fewer gains new ones
+    # The model's context (a name of odic.model.context.CONTEXT_MODELS) and LatentBlocks at the
+    # end of g_a (an --init model with fewer gains new ones). None: the resumed run's, else --init's
+    # (training on keeps them), else none and 0 (--context-only: a checkerboard).
+    context: str | None = None
+    encoder_blocks: int | None = None
 
     def mse_weight_at(self, q: torch.Tensor) -> float | torch.Tensor:
         """The human loss's MSE weight for qualities ``q`` in [0, 1] (one per image when it varies)."""
@@ -271,11 +275,21 @@ def batch_loss(per_image: torch.Tensor, balance_rates: bool) -> torch.Tensor:
     return (per_image / per_image.detach() if balance_rates else per_image).mean()
 
 
-def init_model_weights(model: OdicModel, path: str) -> None:
-    """Copy weights from a file into ``model`` (``--init``); a narrower rate range is widened exactly."""
-    from ..weights import read_weights_file
+def model_config(cfg: TrainConfig, start: ModelConfig | None) -> ModelConfig:
+    """The model a run trains: ``cfg``'s shape and rate range; its context and encoder blocks as
+    set, else those of ``start`` (the resumed or --init model's configuration)."""
+    start = start or ModelConfig()
+    context = cfg.context
+    if context is None:
+        context = "checkerboard" if cfg.context_only and start.context == "none" else start.context
+    blocks = start.encoder_blocks if cfg.encoder_blocks is None else cfg.encoder_blocks
+    return ModelConfig(N=cfg.N, M=cfg.M, levels=cfg.levels, lambda_min=cfg.lambda_min, lambda_max=cfg.lambda_max,
+                       context=context, encoder_blocks=blocks)
 
-    payload = read_weights_file(path)
+
+def init_model_weights(model: OdicModel, payload: dict, path: str) -> None:
+    """Copy the weights of ``payload`` (read from ``path`` by ``odic.weights.read_weights_file``)
+    into ``model`` (``--init``); a narrower rate range is widened exactly."""
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     old = ModelConfig(**payload["config"])
     if old.context not in ("none", model.config.context):
@@ -373,11 +387,18 @@ def train(cfg: TrainConfig) -> Path:
     anchor, anchor_hash = None, None
     if cfg.anchor and cfg.anchor_weight > 0:  # loaded on the CPU first: checked before anything else is loaded
         anchor, anchor_hash = load_anchor(cfg.anchor, torch.device("cpu"))
-    # The resumed run's own config, read once: its anchor and the precision it measured.
-    saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("config", {}) \
+    # The resumed run, read once: its anchor, the precision it measured and its model.
+    resumed = torch.load(ckpt_path, map_location="cpu", weights_only=False) \
         if cfg.resume and ckpt_path.exists() else None
+    saved = resumed.get("config", {}) if resumed is not None else None
     if saved is not None:
         check_same_anchor(ckpt_path, saved, anchor_hash)
+    init = read_weights_file(cfg.init) if cfg.init and resumed is None else None
+    start = None  # the configuration the run starts from: the resumed run's, else --init's
+    if resumed is not None:
+        start = ModelConfig(**resumed["model_config"])
+    elif init is not None:
+        start = ModelConfig(**init["config"])
     device = _setup_distributed()
     rank, world = _dist_info()
     if cfg.threads:
@@ -396,9 +417,7 @@ def train(cfg: TrainConfig) -> Path:
     val_imgs = _validation_batch(load_images(val_files))
 
     torch.manual_seed(cfg.seed)
-    model = OdicModel(ModelConfig(N=cfg.N, M=cfg.M, levels=cfg.levels, lambda_min=cfg.lambda_min,
-                                   lambda_max=cfg.lambda_max, context=cfg.context,
-                                   encoder_blocks=cfg.encoder_blocks)).to(device)
+    model = OdicModel(model_config(cfg, start)).to(device)
     trained = _freeze_decoder(model) if cfg.encoder_only else _main_parameters(model)
     optimizer = torch.optim.Adam(trained, lr=cfg.lr)
     aux_optimizer = torch.optim.Adam(_aux_parameters(model), lr=cfg.aux_lr)
@@ -406,10 +425,12 @@ def train(cfg: TrainConfig) -> Path:
 
     step, elapsed = 0, 0.0
     constants = _constant_buffers(model)
-    if cfg.resume and ckpt_path.exists():
-        step, elapsed = load_training_state(ckpt_path, model, optimizer, aux_optimizer, sampler, cond_gen, rank)
-    elif cfg.init:
-        init_model_weights(model, cfg.init)
+    if resumed is not None:
+        step, elapsed = load_training_state(ckpt_path, resumed, model, optimizer, aux_optimizer, sampler, cond_gen,
+                                            rank)
+    elif init is not None:
+        init_model_weights(model, init, cfg.init)
+    del resumed, init  # the model holds their weights now
     for name, value in constants.items():  # a file may hold them rounded (old fp16 exports)
         model.get_buffer(name).copy_(value)
     if anchor is not None:
