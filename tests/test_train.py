@@ -637,7 +637,7 @@ def test_end_to_end_training_of_a_context_model(tiny_data, tmp_path):
         train(_cfg(tiny_data, tmp_path / "d", 1, context="none", init=str(run / "last.pt")))
 
 
-def test_a_run_keeps_the_context_and_encoder_blocks_of_its_start_unless_told(tmp_path):
+def test_a_run_keeps_the_context_and_encoder_blocks_of_its_start_unless_told():
     """Unset, the context and encoder blocks are the start's (resumed or --init model);
     --context-only adds a checkerboard to a model without one; set values win."""
     from odic.model import ModelConfig

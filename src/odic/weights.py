@@ -218,11 +218,6 @@ def read_weights_file(path: str | Path) -> dict:
     return payload
 
 
-def read_config(path: str | Path) -> ModelConfig:
-    """The configuration of a weights file or checkpoint (what ``--init`` carries on: context, encoder blocks)."""
-    return ModelConfig(**read_weights_file(path)["config"])
-
-
 def _valid_decodes(decodes) -> bool:
     return isinstance(decodes, list) and all(
         isinstance(d, dict) and isinstance(d.get("model_id"), str) and isinstance(d.get("weights_hash"), str)
