@@ -9,7 +9,7 @@ Two steps, both resumable:
 
 * ``targets``: random 256 px training crops, refined for the machine observer at random
   qualities; each (crop, quality, refined latents) is appended to RUN_DIR/targets-*.pt.
-  Costs one refinement per crop (about 20-25 s at refine=50 on one AMD EPYC core).
+  Costs one refinement per crop (13-15 s at refine=50 on one AMD EPYC core).
 * ``fit``: trains only the encoder (``OdicModel.ENCODER_MODULES``) to output the refined
   latents, and keeps it at its old output at other conditions (random quality, human observer).
   Each evaluation reports, on held-out crops (photos never used for fitting), the refinement
