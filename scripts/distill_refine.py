@@ -36,6 +36,7 @@ from odic.model import lmbda_for
 from odic.observers import create_observer
 from odic.refine import MSE_WEIGHT, refine_latents
 from odic.train.data import CropSampler, list_images, load_images
+from odic.train.loop import freeze_decoder
 from odic.train.precision import Precision
 from odic.weights import build_model, export_weights, read_weights_file, resolve
 
@@ -130,10 +131,7 @@ def fit(args) -> None:
     model = load_model(args.weights)
     teacher = copy.deepcopy(model)  # the old encoder: what other conditions keep
     observer = create_observer(args.classifier, "cpu")
-    trainable = [p for n, p in model.named_parameters() if model.is_encoder_key(n)]
-    for n, p in model.named_parameters():
-        p.requires_grad_(model.is_encoder_key(n))
-    opt = torch.optim.Adam(trainable, lr=args.lr)
+    opt = torch.optim.Adam(freeze_decoder(model), lr=args.lr)
     fast = lambda m: (lambda x, q, a, r: m.gained_latents(x, q, a))  # noqa: E731
     if args.baseline:
         for name, fn in (("old encoder", fast(teacher)),
@@ -144,8 +142,7 @@ def fit(args) -> None:
     ys = torch.stack([r["y"] for r in train_rows])
     zs = torch.stack([r["z"] for r in train_rows])
     qs, alphas = conditions(train_rows)
-    images = [r["x"] for r in train_rows]
-    sampler = CropSampler(images, args.keep_crop, seed=args.seed)
+    sampler = CropSampler(list(xs), args.keep_crop, seed=args.seed)
     precision = Precision(args.precision, torch.device("cpu"))
     precision.prepare(model)
     model.train()

@@ -322,7 +322,7 @@ def _main_parameters(model: nn.Module):
     return [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
 
 
-def _freeze_decoder(model: OdicModel) -> list[nn.Parameter]:
+def freeze_decoder(model: OdicModel) -> list[nn.Parameter]:
     """Encoder-only training: every parameter the decoder reads stops learning; returns the rest."""
     for n, p in model.named_parameters():
         p.requires_grad_(model.is_encoder_key(n))
@@ -418,7 +418,7 @@ def train(cfg: TrainConfig) -> Path:
 
     torch.manual_seed(cfg.seed)
     model = OdicModel(model_config(cfg, start)).to(device)
-    trained = _freeze_decoder(model) if cfg.encoder_only else _main_parameters(model)
+    trained = freeze_decoder(model) if cfg.encoder_only else _main_parameters(model)
     optimizer = torch.optim.Adam(trained, lr=cfg.lr)
     aux_optimizer = torch.optim.Adam(_aux_parameters(model), lr=cfg.aux_lr)
     cond_gen = torch.Generator().manual_seed(cfg.seed + 7 + 1000 * rank)
